@@ -1,0 +1,18 @@
+//! Pure types and rules of callgate: phone numbers, trigger paths, API keys, templates,
+//! agent definitions, declared variables and the run lifecycle. Nothing here does I/O, so every
+//! rule can be unit- and property-tested without a server.
+#![forbid(unsafe_code)]
+
+pub mod apikey;
+pub mod clock;
+pub mod context;
+pub mod definition;
+pub mod lifecycle;
+pub mod pacing;
+pub mod phone;
+pub mod template;
+pub mod trigger_path;
+pub mod variables;
+
+pub use phone::E164;
+pub use trigger_path::TriggerPath;

@@ -1,0 +1,604 @@
+//! Runs: the durable queue, lifecycle updates and history.
+
+use crate::SqliteStore;
+use crate::util::{
+    db_err, from_ts, is_unique_violation, json_text, opt_ts, parse_json, parse_opt_json,
+    parse_uuid, ts,
+};
+use async_trait::async_trait;
+use callgate_domain::lifecycle::{CallSignal, Outcome, RunStatus, Transition, transition};
+use callgate_store::*;
+use jiff::Timestamp;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use uuid::Uuid;
+
+const RUN_COLS: &str = "id, call_id, org_id, agent_id, workflow_uuid, version_id, version_number, environment, phone_number, from_number, config_id, provider, provider_call_id, status, initial_status, outcome, ended_reason, answered_by, attempt, max_attempts, created_at, scheduled_for, dialed_at, answered_at, ended_at, duration_seconds, transcript, recording_url, extracted, initial_context, system_context, metadata, external_id, unresolved_variables, greeting, error";
+
+fn status_of(s: &str) -> RunStatus {
+    RunStatus::parse(s).unwrap_or(RunStatus::Ended)
+}
+
+fn env_of(s: &str) -> Environment {
+    if s == "test" {
+        Environment::Test
+    } else {
+        Environment::Production
+    }
+}
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
+    let call_id: String = r.get(1)?;
+    let wf: String = r.get(4)?;
+    let env: String = r.get(7)?;
+    let status: String = r.get(13)?;
+    let initial: String = r.get(14)?;
+    let outcome: Option<String> = r.get(15)?;
+    let initial_context: String = r.get(29)?;
+    let system_context: String = r.get(30)?;
+    let unresolved: String = r.get(33)?;
+    Ok(Run {
+        id: r.get(0)?,
+        call_id: parse_uuid(&call_id)?,
+        org_id: r.get(2)?,
+        agent_id: r.get(3)?,
+        workflow_uuid: parse_uuid(&wf)?,
+        version_id: r.get(5)?,
+        version_number: r.get(6)?,
+        environment: env_of(&env),
+        phone_number: r.get(8)?,
+        from_number: r.get(9)?,
+        config_id: r.get(10)?,
+        provider: r.get(11)?,
+        provider_call_id: r.get(12)?,
+        status: status_of(&status),
+        initial_status: status_of(&initial),
+        outcome: outcome.as_deref().and_then(Outcome::parse),
+        ended_reason: r.get(16)?,
+        answered_by: r.get(17)?,
+        attempt: r.get(18)?,
+        max_attempts: r.get(19)?,
+        created_at: from_ts(r.get(20)?),
+        scheduled_for: from_ts(r.get(21)?),
+        dialed_at: opt_ts(r.get(22)?),
+        answered_at: opt_ts(r.get(23)?),
+        ended_at: opt_ts(r.get(24)?),
+        duration_seconds: r.get(25)?,
+        transcript: parse_opt_json(r.get(26)?)?.unwrap_or_default(),
+        recording_url: r.get(27)?,
+        extracted: parse_opt_json(r.get(28)?)?,
+        initial_context: parse_json(&initial_context)?,
+        system_context: parse_json(&system_context)?,
+        metadata: parse_opt_json(r.get(31)?)?,
+        external_id: r.get(32)?,
+        unresolved_variables: parse_json(&unresolved)?,
+        greeting: r.get(34)?,
+        error: r.get(35)?,
+        events: Vec::new(),
+    })
+}
+
+fn load_events(c: &Connection, run: RunId) -> StoreResult<Vec<RunEvent>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT status, at, attempt, provider_status, detail FROM run_events
+             WHERE run_id = ?1 ORDER BY seq",
+        )
+        .map_err(db_err)?;
+    let rows = st
+        .query_map([run], |r| {
+            let status: String = r.get(0)?;
+            Ok(RunEvent {
+                status: status_of(&status),
+                at: from_ts(r.get(1)?),
+                attempt: r.get(2)?,
+                provider_status: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+fn insert_event(c: &Connection, run: RunId, ev: &RunEvent) -> StoreResult<()> {
+    let mut st = c
+        .prepare_cached(
+            "INSERT INTO run_events (run_id, seq, status, at, attempt, provider_status, detail)
+             VALUES (?1, COALESCE((SELECT MAX(seq) FROM run_events WHERE run_id = ?1), 0) + 1,
+                     ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_err)?;
+    st.execute(params![
+        run,
+        ev.status.as_str(),
+        ts(ev.at),
+        ev.attempt,
+        ev.provider_status,
+        ev.detail
+    ])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn load_run_where(c: &Connection, clause: &str, p: impl rusqlite::Params) -> StoreResult<Run> {
+    let mut run = c
+        .query_row(&format!("SELECT {RUN_COLS} FROM runs WHERE {clause}"), p, run_row)
+        .map_err(db_err)?;
+    run.events = load_events(c, run.id)?;
+    Ok(run)
+}
+
+/// Billable seconds of a call: answered → ended, rounded up (SPEC §9).
+fn billable_seconds(answered: Option<Timestamp>, ended: Timestamp) -> Option<i64> {
+    let answered = answered?;
+    let micros = ended.as_microsecond() - answered.as_microsecond();
+    Some(((micros.max(0) + 999_999) / 1_000_000) as i64)
+}
+
+fn new_run_into_record(id: RunId, new: NewRun) -> Run {
+    Run {
+        id,
+        call_id: new.call_id,
+        org_id: new.org_id,
+        agent_id: new.agent_id,
+        workflow_uuid: new.workflow_uuid,
+        version_id: new.version_id,
+        version_number: new.version_number,
+        environment: new.environment,
+        phone_number: new.phone_number,
+        from_number: new.from_number,
+        config_id: new.config_id,
+        provider: new.provider,
+        provider_call_id: None,
+        status: new.status,
+        initial_status: new.status,
+        outcome: None,
+        ended_reason: None,
+        answered_by: None,
+        attempt: 1,
+        max_attempts: new.max_attempts,
+        created_at: new.created_at,
+        scheduled_for: new.scheduled_for,
+        dialed_at: None,
+        answered_at: None,
+        ended_at: None,
+        duration_seconds: None,
+        transcript: Vec::new(),
+        recording_url: None,
+        extracted: None,
+        initial_context: new.initial_context,
+        system_context: new.system_context,
+        metadata: new.metadata,
+        external_id: new.external_id,
+        unresolved_variables: new.unresolved_variables,
+        greeting: new.greeting,
+        error: None,
+        events: vec![RunEvent {
+            status: new.status,
+            at: new.created_at,
+            attempt: 1,
+            provider_status: None,
+            detail: None,
+        }],
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
+        let initial_context = json_text(&run.initial_context)?;
+        let system_context = json_text(&run.system_context)?;
+        let metadata = run.metadata.as_ref().map(json_text).transpose()?;
+        let unresolved = json_text(&run.unresolved_variables)?;
+        self.write(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "INSERT INTO runs (call_id, org_id, agent_id, workflow_uuid, version_id,
+                     version_number, environment, phone_number, from_number, config_id, provider,
+                     status, initial_status, max_attempts, created_at, scheduled_for,
+                     initial_context, system_context, metadata, external_id,
+                     unresolved_variables, greeting, api_key_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14,
+                     ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                )
+                .map_err(db_err)?;
+            st.execute(params![
+                run.call_id.to_string(),
+                run.org_id,
+                run.agent_id,
+                run.workflow_uuid.to_string(),
+                run.version_id,
+                run.version_number,
+                run.environment.as_str(),
+                run.phone_number,
+                run.from_number,
+                run.config_id,
+                run.provider,
+                run.status.as_str(),
+                run.max_attempts,
+                ts(run.created_at),
+                ts(run.scheduled_for),
+                initial_context,
+                system_context,
+                metadata,
+                run.external_id,
+                unresolved,
+                run.greeting,
+                run.api_key_id,
+            ])
+            .map_err(db_err)?;
+            let id = c.last_insert_rowid();
+            c.prepare_cached(
+                "INSERT INTO run_events (run_id, seq, status, at, attempt) VALUES (?1, 1, ?2, ?3, 1)",
+            )
+            .map_err(db_err)?
+            .execute(params![id, run.status.as_str(), ts(run.created_at)])
+            .map_err(db_err)?;
+            c.prepare_cached("UPDATE agents SET total_runs = total_runs + 1 WHERE id = ?1")
+                .map_err(db_err)?
+                .execute([run.agent_id])
+                .map_err(db_err)?;
+            if let Some(k) = idem {
+                c.prepare_cached(
+                    "INSERT INTO idempotency_keys (api_key_id, route, key, body_hash, run_id,
+                     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db_err)?
+                .execute(params![
+                    k.api_key_id,
+                    k.route,
+                    k.key,
+                    &k.body_hash[..],
+                    id,
+                    ts(run.created_at)
+                ])
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Conflict("idempotency_key_reused")
+                    } else {
+                        db_err(e)
+                    }
+                })?;
+            }
+            Ok(new_run_into_record(id, run))
+        })
+        .await
+    }
+
+    async fn find_idempotency(
+        &self,
+        api_key_id: ApiKeyId,
+        route: &str,
+        key: &str,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let (route, key) = (route.to_owned(), key.to_owned());
+        self.read(move |c| {
+            c.query_row(
+                "SELECT body_hash, run_id, created_at FROM idempotency_keys
+                 WHERE api_key_id = ?1 AND route = ?2 AND key = ?3 AND created_at >= ?4",
+                params![api_key_id, route, key, ts(not_before)],
+                |r| {
+                    let hash: Vec<u8> = r.get(0)?;
+                    let mut body_hash = [0u8; 32];
+                    if hash.len() == 32 {
+                        body_hash.copy_from_slice(&hash);
+                    }
+                    Ok(IdempotencyRecord {
+                        body_hash,
+                        run_id: r.get(1)?,
+                        created_at: from_ts(r.get(2)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_run(&self, org: OrgId, id: RunId) -> StoreResult<Run> {
+        self.read(move |c| load_run_where(c, "id = ?1 AND org_id = ?2", params![id, org]))
+            .await
+    }
+
+    async fn get_run_by_call_id(&self, org: OrgId, call_id: Uuid) -> StoreResult<Run> {
+        self.read(move |c| {
+            load_run_where(
+                c,
+                "call_id = ?1 AND org_id = ?2",
+                params![call_id.to_string(), org],
+            )
+        })
+        .await
+    }
+
+    async fn list_runs(&self, org: OrgId, f: &RunFilter) -> StoreResult<Vec<Run>> {
+        let f = f.clone();
+        self.read(move |c| {
+            let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE org_id = ?");
+            let mut args: Vec<SqlValue> = vec![SqlValue::Integer(org)];
+            let mut add = |clause: &str, v: SqlValue| {
+                sql.push_str(clause);
+                args.push(v);
+            };
+            if let Some(s) = f.status {
+                add(" AND status = ?", SqlValue::Text(s.as_str().into()));
+            }
+            if let Some(o) = f.outcome {
+                add(" AND outcome = ?", SqlValue::Text(o.as_str().into()));
+            }
+            if let Some(a) = f.agent_id {
+                add(" AND agent_id = ?", SqlValue::Integer(a));
+            }
+            if let Some(e) = &f.external_id {
+                add(" AND external_id = ?", SqlValue::Text(e.clone()));
+            }
+            if let Some(p) = &f.phone_number {
+                add(" AND phone_number = ?", SqlValue::Text(p.clone()));
+            }
+            if let Some(t) = f.created_after {
+                add(" AND created_at >= ?", SqlValue::Integer(ts(t)));
+            }
+            if let Some(t) = f.created_before {
+                add(" AND created_at < ?", SqlValue::Integer(ts(t)));
+            }
+            if let Some(b) = f.before_id {
+                add(" AND id < ?", SqlValue::Integer(b));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(SqlValue::Integer(i64::from(f.limit)));
+            let mut st = c.prepare(&sql).map_err(db_err)?;
+            let runs: Vec<Run> = st
+                .query_map(params_from_iter(args), run_row)
+                .map_err(db_err)?
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?;
+            runs.into_iter()
+                .map(|mut r| {
+                    r.events = load_events(c, r.id)?;
+                    Ok(r)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn queue_counts(&self) -> StoreResult<Vec<QueueCount>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT org_id, config_id, status, COUNT(*) FROM runs
+                     WHERE status IN ('scheduled', 'queued', 'dialing', 'ringing', 'in_progress')
+                     GROUP BY org_id, config_id, status",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| {
+                    let status: String = r.get(2)?;
+                    Ok(QueueCount {
+                        org_id: r.get(0)?,
+                        config_id: r.get(1)?,
+                        status: status_of(&status),
+                        count: r.get(3)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn claim_runs(
+        &self,
+        config: ConfigId,
+        limit: u32,
+        node: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        let node = node.to_owned();
+        self.write(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "UPDATE runs SET status = 'dialing', dialed_at = ?3, lease_owner = ?4
+                     WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
+                                  AND scheduled_for <= ?3 ORDER BY id LIMIT ?2)
+                     RETURNING id, call_id, org_id, config_id, phone_number, from_number,
+                               greeting, created_at, attempt",
+                )
+                .map_err(db_err)?;
+            let mut claimed: Vec<ClaimedRun> = st
+                .query_map(params![config, limit, ts(now), node], |r| {
+                    let call_id: String = r.get(1)?;
+                    Ok(ClaimedRun {
+                        id: r.get(0)?,
+                        call_id: parse_uuid(&call_id)?,
+                        org_id: r.get(2)?,
+                        config_id: r.get(3)?,
+                        phone_number: r.get(4)?,
+                        from_number: r.get(5)?,
+                        greeting: r.get(6)?,
+                        created_at: from_ts(r.get(7)?),
+                        attempt: r.get(8)?,
+                    })
+                })
+                .map_err(db_err)?
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?;
+            claimed.sort_by_key(|r| r.id);
+            for run in &claimed {
+                insert_event(
+                    c,
+                    run.id,
+                    &RunEvent {
+                        status: RunStatus::Dialing,
+                        at: now,
+                        attempt: run.attempt,
+                        provider_status: None,
+                        detail: None,
+                    },
+                )?;
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
+        let transcript = u.transcript.as_ref().map(json_text).transpose()?;
+        let extracted = u.extracted.as_ref().map(json_text).transpose()?;
+        self.write(move |c| {
+            let (org_id, config_id, status, attempt, answered_at, provider_call_id): (
+                OrgId,
+                ConfigId,
+                String,
+                u32,
+                Option<i64>,
+                Option<String>,
+            ) = c
+                .prepare_cached(
+                    "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id
+                     FROM runs WHERE id = ?1",
+                )
+                .map_err(db_err)?
+                .query_row([id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })
+                .map_err(db_err)?;
+            let before = status_of(&status);
+            if provider_call_id.is_none() {
+                if let Some(pid) = &u.provider_call_id {
+                    c.execute(
+                        "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
+                        params![id, pid],
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+            let target = match transition(before, &u.signal) {
+                Transition::Ignore => {
+                    return Ok(AppliedUpdate {
+                        run_id: id,
+                        org_id,
+                        config_id,
+                        before,
+                        after: before,
+                        changed: false,
+                        outcome: None,
+                    });
+                }
+                Transition::To(t) => t,
+            };
+            let at = ts(u.at);
+            let mut outcome = None;
+            match &u.signal {
+                CallSignal::Dialing => {
+                    c.execute(
+                        "UPDATE runs SET status = 'dialing', dialed_at = ?2 WHERE id = ?1",
+                        params![id, at],
+                    )
+                    .map_err(db_err)?;
+                }
+                CallSignal::Ringing => {
+                    c.execute("UPDATE runs SET status = 'ringing' WHERE id = ?1", [id])
+                        .map_err(db_err)?;
+                }
+                CallSignal::Answered { answered_by } => {
+                    c.execute(
+                        "UPDATE runs SET status = 'in_progress', answered_at = ?2,
+                         answered_by = COALESCE(?3, answered_by) WHERE id = ?1",
+                        params![id, at, answered_by],
+                    )
+                    .map_err(db_err)?;
+                }
+                CallSignal::Ended {
+                    outcome: o,
+                    reason,
+                } => {
+                    outcome = Some(*o);
+                    let billable = billable_seconds(opt_ts(answered_at), u.at);
+                    c.execute(
+                        "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
+                         ended_at = ?4, duration_seconds = ?5,
+                         transcript = COALESCE(?6, transcript),
+                         recording_url = COALESCE(?7, recording_url),
+                         extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
+                         lease_owner = NULL
+                         WHERE id = ?1",
+                        params![
+                            id,
+                            o.as_str(),
+                            reason,
+                            at,
+                            billable,
+                            transcript,
+                            u.recording_url,
+                            extracted,
+                            u.error
+                        ],
+                    )
+                    .map_err(db_err)?;
+                    if let Some(secs) = billable.filter(|s| *s > 0) {
+                        c.execute(
+                            "UPDATE organizations
+                             SET quota_seconds_remaining = quota_seconds_remaining - ?2
+                             WHERE id = ?1 AND quota_seconds_remaining IS NOT NULL",
+                            params![org_id, secs],
+                        )
+                        .map_err(db_err)?;
+                    }
+                }
+            }
+            insert_event(
+                c,
+                id,
+                &RunEvent {
+                    status: target,
+                    at: u.at,
+                    attempt,
+                    provider_status: u.provider_status.clone(),
+                    detail: u.detail.clone(),
+                },
+            )?;
+            Ok(AppliedUpdate {
+                run_id: id,
+                org_id,
+                config_id,
+                before,
+                after: target,
+                changed: true,
+                outcome,
+            })
+        })
+        .await
+    }
+
+    async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT id, status FROM runs
+                     WHERE status IN ('dialing', 'ringing', 'in_progress') ORDER BY id",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM idempotency_keys WHERE created_at < ?1",
+                    [ts(before)],
+                )
+                .map_err(db_err)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}

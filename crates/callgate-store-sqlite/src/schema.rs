@@ -1,0 +1,25 @@
+//! Migrations, applied in order on open and tracked in `PRAGMA user_version`.
+
+use callgate_store::StoreResult;
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(crate::util::db_err)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let tx = conn.transaction().map_err(crate::util::db_err)?;
+        tx.execute_batch(sql).map_err(crate::util::db_err)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(crate::util::db_err)?;
+        tx.commit().map_err(crate::util::db_err)?;
+        tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}

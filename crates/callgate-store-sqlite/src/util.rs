@@ -1,0 +1,63 @@
+//! Conversions between records and SQLite values.
+
+use callgate_store::StoreError;
+use jiff::Timestamp;
+use rusqlite::ErrorCode;
+
+pub fn db_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// True for a UNIQUE or PRIMARY KEY violation.
+pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+pub fn ts(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub fn from_ts(v: i64) -> Timestamp {
+    Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+pub fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(from_ts)
+}
+
+pub fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("encode json: {e}")))
+}
+
+pub fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub fn parse_opt_json<T: serde::de::DeserializeOwned>(
+    s: Option<String>,
+) -> rusqlite::Result<Option<T>> {
+    s.map(|s| parse_json(&s)).transpose()
+}
+
+pub fn parse_uuid(s: &str) -> rusqlite::Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

@@ -1,0 +1,148 @@
+//! The store traits. Each method is one use case and one transaction; no transaction object
+//! crosses the trait, which keeps handlers free of backend details.
+
+use crate::records::*;
+use crate::StoreResult;
+use async_trait::async_trait;
+use jiff::Timestamp;
+use uuid::Uuid;
+
+/// Tenants, users and API keys.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// True when no organisation exists yet (first start, SPEC §12).
+    async fn is_empty(&self) -> StoreResult<bool>;
+    async fn create_org(&self, name: &str, now: Timestamp) -> StoreResult<Organization>;
+    async fn list_orgs(&self) -> StoreResult<Vec<Organization>>;
+    async fn get_org(&self, id: OrgId) -> StoreResult<Organization>;
+    async fn update_org_settings(&self, id: OrgId, s: &OrgSettings) -> StoreResult<Organization>;
+    async fn set_quota(&self, id: OrgId, seconds: Option<i64>) -> StoreResult<Organization>;
+
+    /// `Conflict("email_taken")` when the organisation already has that email.
+    async fn create_user(
+        &self,
+        org: OrgId,
+        email: &str,
+        name: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<User>;
+    async fn get_user(&self, org: OrgId, id: UserId) -> StoreResult<User>;
+    async fn set_user_active(&self, org: OrgId, id: UserId, active: bool) -> StoreResult<User>;
+
+    async fn create_api_key(&self, key: NewApiKey, now: Timestamp) -> StoreResult<ApiKey>;
+    /// The key with this SHA-256 hash, active or not.
+    async fn find_api_key(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self, org: OrgId) -> StoreResult<Vec<ApiKey>>;
+    async fn set_api_key_active(&self, org: OrgId, id: ApiKeyId, active: bool)
+    -> StoreResult<ApiKey>;
+    /// Batched `last_used_at` updates, so the trigger path never writes for them.
+    async fn touch_api_keys(&self, used: Vec<(ApiKeyId, Timestamp)>) -> StoreResult<()>;
+}
+
+/// Agents, their versions and the trigger registry.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Creates the agent with version 1 published and claims its trigger paths;
+    /// `Conflict("trigger_path_taken")` if another agent ever used one.
+    async fn create_agent(&self, new: NewAgent, now: Timestamp) -> StoreResult<AgentBundle>;
+    async fn get_agent(&self, org: OrgId, id: AgentId) -> StoreResult<AgentBundle>;
+    /// By UUID across all organisations (the caller checks the organisation to answer 403).
+    async fn find_agent_by_uuid(&self, uuid: Uuid) -> StoreResult<Option<AgentBundle>>;
+    async fn list_agents(&self, org: OrgId, status: Option<AgentStatus>)
+    -> StoreResult<Vec<Agent>>;
+    async fn list_versions(&self, org: OrgId, id: AgentId) -> StoreResult<Vec<AgentVersion>>;
+    /// Creates or updates the draft (a new draft starts from the published definition).
+    async fn save_draft(
+        &self,
+        org: OrgId,
+        id: AgentId,
+        edit: DraftEdit,
+        now: Timestamp,
+    ) -> StoreResult<AgentBundle>;
+    /// Draft → published, previous published → archived. `Conflict("no_draft")` without draft.
+    async fn publish(&self, org: OrgId, id: AgentId, now: Timestamp) -> StoreResult<AgentBundle>;
+    async fn set_owner(&self, org: OrgId, id: AgentId, user: UserId) -> StoreResult<AgentBundle>;
+    async fn archive_agent(&self, org: OrgId, id: AgentId) -> StoreResult<AgentBundle>;
+    async fn find_trigger(&self, path: &str) -> StoreResult<Option<TriggerOwner>>;
+}
+
+/// Telephony configurations and caller-ID numbers.
+#[async_trait]
+pub trait TelephonyStore: Send + Sync {
+    /// Making a configuration default clears the previous default in the same transaction.
+    async fn create_config(
+        &self,
+        new: NewTelephonyConfig,
+        now: Timestamp,
+    ) -> StoreResult<TelephonyConfig>;
+    /// Active configurations of the organisation with their numbers, in creation order.
+    async fn list_configs(&self, org: OrgId) -> StoreResult<Vec<ConfigWithNumbers>>;
+    async fn get_config(&self, org: OrgId, id: ConfigId) -> StoreResult<ConfigWithNumbers>;
+    /// By id regardless of organisation or state (the dispatcher's view).
+    async fn get_config_any(&self, id: ConfigId) -> StoreResult<TelephonyConfig>;
+    async fn update_config(
+        &self,
+        org: OrgId,
+        id: ConfigId,
+        update: TelephonyConfigUpdate,
+    ) -> StoreResult<TelephonyConfig>;
+    /// Soft delete: runs keep pointing at it; it stops being usable.
+    async fn delete_config(&self, org: OrgId, id: ConfigId) -> StoreResult<()>;
+    async fn set_default_outbound(&self, org: OrgId, id: ConfigId)
+    -> StoreResult<TelephonyConfig>;
+    /// `Conflict("phone_number_exists")` for a duplicate address within the configuration.
+    async fn add_number(
+        &self,
+        org: OrgId,
+        config: ConfigId,
+        fields: PhoneNumberFields,
+        now: Timestamp,
+    ) -> StoreResult<PhoneNumber>;
+    async fn update_number(
+        &self,
+        org: OrgId,
+        config: ConfigId,
+        id: NumberId,
+        fields: PhoneNumberFields,
+    ) -> StoreResult<PhoneNumber>;
+    async fn delete_number(&self, org: OrgId, config: ConfigId, id: NumberId) -> StoreResult<()>;
+}
+
+/// Runs: the durable queue, the lifecycle and the history.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Writes the run, its first event, the agent's run count and the idempotency record in
+    /// one transaction. `Conflict("idempotency_key_reused")` if the key was taken meanwhile.
+    async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run>;
+    async fn find_idempotency(
+        &self,
+        api_key_id: ApiKeyId,
+        route: &str,
+        key: &str,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    async fn get_run(&self, org: OrgId, id: RunId) -> StoreResult<Run>;
+    async fn get_run_by_call_id(&self, org: OrgId, call_id: Uuid) -> StoreResult<Run>;
+    async fn list_runs(&self, org: OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+    /// Counts of queued and live runs per configuration (dispatcher bookkeeping).
+    async fn queue_counts(&self) -> StoreResult<Vec<QueueCount>>;
+    /// Moves up to `limit` of the oldest due queued runs of a configuration to `dialing`
+    /// (lease and event committed before any provider request is sent, SPEC §8.3).
+    async fn claim_runs(
+        &self,
+        config: ConfigId,
+        limit: u32,
+        node: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ClaimedRun>>;
+    /// Applies a lifecycle signal; ending a run deducts its billable seconds from the quota.
+    async fn apply_update(&self, run: RunId, update: RunUpdate) -> StoreResult<AppliedUpdate>;
+    /// Runs that were live when a previous process stopped (dialing, ringing, in progress).
+    async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>>;
+    /// Deletes idempotency records older than `before`.
+    async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Everything a callgate server needs from its database.
+pub trait Store: TenantStore + AgentStore + TelephonyStore + RunStore {}
+impl<T: TenantStore + AgentStore + TelephonyStore + RunStore> Store for T {}
