@@ -18,12 +18,16 @@ use callgate_store::{StoreError, StoreResult};
 use conn::{Readers, Writer};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 /// SQLite implementation of `callgate_store::Store`.
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Arc<Writer>,
     readers: Arc<Readers>,
+    /// Last run id handed out. One process owns an SQLite file, so a counter seeded from the
+    /// table is enough.
+    last_run_id: Arc<AtomicI64>,
 }
 
 impl SqliteStore {
@@ -31,11 +35,15 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         let mut conn = conn::open(path)?;
         schema::migrate(&mut conn)?;
+        let last: i64 = conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM runs", [], |r| r.get(0))
+            .map_err(util::db_err)?;
         let writer = Writer::start(conn)?;
         let readers = Readers::new(path.to_path_buf());
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(readers),
+            last_run_id: Arc::new(AtomicI64::new(last)),
         })
     }
 

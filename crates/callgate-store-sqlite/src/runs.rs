@@ -11,6 +11,7 @@ use callgate_store::*;
 use jiff::Timestamp;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
 const RUN_COLS: &str = "id, call_id, org_id, agent_id, workflow_uuid, version_id, version_number, environment, phone_number, from_number, config_id, provider, provider_call_id, status, initial_status, outcome, ended_reason, answered_by, attempt, max_attempts, created_at, scheduled_for, dialed_at, answered_at, ended_at, duration_seconds, transcript, recording_url, extracted, initial_context, system_context, metadata, external_id, unresolved_variables, greeting, error";
@@ -183,6 +184,134 @@ fn new_run_into_record(id: RunId, new: NewRun) -> Run {
     }
 }
 
+
+/// One lifecycle update inside the current transaction.
+fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
+    let transcript = u.transcript.as_ref().map(json_text).transpose()?;
+    let extracted = u.extracted.as_ref().map(json_text).transpose()?;
+        let (org_id, config_id, status, attempt, answered_at, provider_call_id): (
+            OrgId,
+            ConfigId,
+            String,
+            u32,
+            Option<i64>,
+            Option<String>,
+        ) = c
+            .prepare_cached(
+                "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id
+                 FROM runs WHERE id = ?1",
+            )
+            .map_err(db_err)?
+            .query_row([id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+            .map_err(db_err)?;
+        let before = status_of(&status);
+        if provider_call_id.is_none() {
+            if let Some(pid) = &u.provider_call_id {
+                c.execute(
+                    "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
+                    params![id, pid],
+                )
+                .map_err(db_err)?;
+            }
+        }
+        let target = match transition(before, &u.signal) {
+            Transition::Ignore => {
+                return Ok(AppliedUpdate {
+                    run_id: id,
+                    org_id,
+                    config_id,
+                    before,
+                    after: before,
+                    changed: false,
+                    outcome: None,
+                });
+            }
+            Transition::To(t) => t,
+        };
+        let at = ts(u.at);
+        let mut outcome = None;
+        match &u.signal {
+            CallSignal::Dialing => {
+                c.execute(
+                    "UPDATE runs SET status = 'dialing', dialed_at = ?2 WHERE id = ?1",
+                    params![id, at],
+                )
+                .map_err(db_err)?;
+            }
+            CallSignal::Ringing => {
+                c.execute("UPDATE runs SET status = 'ringing' WHERE id = ?1", [id])
+                    .map_err(db_err)?;
+            }
+            CallSignal::Answered { answered_by } => {
+                c.execute(
+                    "UPDATE runs SET status = 'in_progress', answered_at = ?2,
+                     answered_by = COALESCE(?3, answered_by) WHERE id = ?1",
+                    params![id, at, answered_by],
+                )
+                .map_err(db_err)?;
+            }
+            CallSignal::Ended {
+                outcome: o,
+                reason,
+            } => {
+                outcome = Some(*o);
+                let billable = billable_seconds(opt_ts(answered_at), u.at);
+                c.execute(
+                    "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
+                     ended_at = ?4, duration_seconds = ?5,
+                     transcript = COALESCE(?6, transcript),
+                     recording_url = COALESCE(?7, recording_url),
+                     extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
+                     lease_owner = NULL
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        o.as_str(),
+                        reason,
+                        at,
+                        billable,
+                        transcript,
+                        u.recording_url,
+                        extracted,
+                        u.error
+                    ],
+                )
+                .map_err(db_err)?;
+                if let Some(secs) = billable.filter(|s| *s > 0) {
+                    c.execute(
+                        "UPDATE organizations
+                         SET quota_seconds_remaining = quota_seconds_remaining - ?2
+                         WHERE id = ?1 AND quota_seconds_remaining IS NOT NULL",
+                        params![org_id, secs],
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+        }
+        insert_event(
+            c,
+            id,
+            &RunEvent {
+                status: target,
+                at: u.at,
+                attempt,
+                provider_status: u.provider_status.clone(),
+                detail: u.detail.clone(),
+            },
+        )?;
+        Ok(AppliedUpdate {
+            run_id: id,
+            org_id,
+            config_id,
+            before,
+            after: target,
+            changed: true,
+            outcome,
+        })
+}
+
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
@@ -193,13 +322,13 @@ impl RunStore for SqliteStore {
         self.write(move |c| {
             let mut st = c
                 .prepare_cached(
-                    "INSERT INTO runs (call_id, org_id, agent_id, workflow_uuid, version_id,
+                    "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
                      version_number, environment, phone_number, from_number, config_id, provider,
                      status, initial_status, max_attempts, created_at, scheduled_for,
                      initial_context, system_context, metadata, external_id,
                      unresolved_variables, greeting, api_key_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14,
-                     ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                     VALUES (?23, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13,
+                     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 )
                 .map_err(db_err)?;
             st.execute(params![
@@ -225,9 +354,10 @@ impl RunStore for SqliteStore {
                 unresolved,
                 run.greeting,
                 run.api_key_id,
+                run.id,
             ])
             .map_err(db_err)?;
-            let id = c.last_insert_rowid();
+            let id = run.id;
             c.prepare_cached(
                 "INSERT INTO run_events (run_id, seq, status, at, attempt) VALUES (?1, 1, ?2, ?3, 1)",
             )
@@ -444,134 +574,27 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn allocate_run_id(&self) -> StoreResult<RunId> {
+        Ok(self.last_run_id.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
-        let transcript = u.transcript.as_ref().map(json_text).transpose()?;
-        let extracted = u.extracted.as_ref().map(json_text).transpose()?;
+        self.write(move |c| apply_one(c, id, u)).await
+    }
+
+    async fn apply_updates(
+        &self,
+        updates: Vec<(RunId, RunUpdate)>,
+    ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
         self.write(move |c| {
-            let (org_id, config_id, status, attempt, answered_at, provider_call_id): (
-                OrgId,
-                ConfigId,
-                String,
-                u32,
-                Option<i64>,
-                Option<String>,
-            ) = c
-                .prepare_cached(
-                    "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id
-                     FROM runs WHERE id = ?1",
-                )
-                .map_err(db_err)?
-                .query_row([id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-                })
-                .map_err(db_err)?;
-            let before = status_of(&status);
-            if provider_call_id.is_none() {
-                if let Some(pid) = &u.provider_call_id {
-                    c.execute(
-                        "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
-                        params![id, pid],
-                    )
-                    .map_err(db_err)?;
-                }
-            }
-            let target = match transition(before, &u.signal) {
-                Transition::Ignore => {
-                    return Ok(AppliedUpdate {
-                        run_id: id,
-                        org_id,
-                        config_id,
-                        before,
-                        after: before,
-                        changed: false,
-                        outcome: None,
-                    });
-                }
-                Transition::To(t) => t,
-            };
-            let at = ts(u.at);
-            let mut outcome = None;
-            match &u.signal {
-                CallSignal::Dialing => {
-                    c.execute(
-                        "UPDATE runs SET status = 'dialing', dialed_at = ?2 WHERE id = ?1",
-                        params![id, at],
-                    )
-                    .map_err(db_err)?;
-                }
-                CallSignal::Ringing => {
-                    c.execute("UPDATE runs SET status = 'ringing' WHERE id = ?1", [id])
-                        .map_err(db_err)?;
-                }
-                CallSignal::Answered { answered_by } => {
-                    c.execute(
-                        "UPDATE runs SET status = 'in_progress', answered_at = ?2,
-                         answered_by = COALESCE(?3, answered_by) WHERE id = ?1",
-                        params![id, at, answered_by],
-                    )
-                    .map_err(db_err)?;
-                }
-                CallSignal::Ended {
-                    outcome: o,
-                    reason,
-                } => {
-                    outcome = Some(*o);
-                    let billable = billable_seconds(opt_ts(answered_at), u.at);
-                    c.execute(
-                        "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
-                         ended_at = ?4, duration_seconds = ?5,
-                         transcript = COALESCE(?6, transcript),
-                         recording_url = COALESCE(?7, recording_url),
-                         extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
-                         lease_owner = NULL
-                         WHERE id = ?1",
-                        params![
-                            id,
-                            o.as_str(),
-                            reason,
-                            at,
-                            billable,
-                            transcript,
-                            u.recording_url,
-                            extracted,
-                            u.error
-                        ],
-                    )
-                    .map_err(db_err)?;
-                    if let Some(secs) = billable.filter(|s| *s > 0) {
-                        c.execute(
-                            "UPDATE organizations
-                             SET quota_seconds_remaining = quota_seconds_remaining - ?2
-                             WHERE id = ?1 AND quota_seconds_remaining IS NOT NULL",
-                            params![org_id, secs],
-                        )
-                        .map_err(db_err)?;
-                    }
-                }
-            }
-            insert_event(
-                c,
-                id,
-                &RunEvent {
-                    status: target,
-                    at: u.at,
-                    attempt,
-                    provider_status: u.provider_status.clone(),
-                    detail: u.detail.clone(),
-                },
-            )?;
-            Ok(AppliedUpdate {
-                run_id: id,
-                org_id,
-                config_id,
-                before,
-                after: target,
-                changed: true,
-                outcome,
-            })
+            Ok(updates
+                .into_iter()
+                .map(|(id, u)| apply_one(c, id, u))
+                .collect())
         })
         .await
     }
+
 
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>> {
         self.read(|c| {

@@ -298,6 +298,8 @@ pub struct RunEvent {
 /// Everything a run is born with; written with its first event in one transaction.
 #[derive(Debug, Clone)]
 pub struct NewRun {
+    /// From `RunStore::allocate_run_id`.
+    pub id: RunId,
     pub call_id: Uuid,
     pub org_id: OrgId,
     pub agent_id: AgentId,

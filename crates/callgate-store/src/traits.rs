@@ -111,6 +111,9 @@ pub trait TelephonyStore: Send + Sync {
 /// Runs: the durable queue, the lifecycle and the history.
 #[async_trait]
 pub trait RunStore: Send + Sync {
+    /// Reserves the id of a run before it is written, so templates can use
+    /// `{{workflow_run_id}}` and the run is inserted in one statement.
+    async fn allocate_run_id(&self) -> StoreResult<RunId>;
     /// Writes the run, its first event, the agent's run count and the idempotency record in
     /// one transaction. `Conflict("idempotency_key_reused")` if the key was taken meanwhile.
     async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run>;
@@ -137,6 +140,11 @@ pub trait RunStore: Send + Sync {
     ) -> StoreResult<Vec<ClaimedRun>>;
     /// Applies a lifecycle signal; ending a run deducts its billable seconds from the quota.
     async fn apply_update(&self, run: RunId, update: RunUpdate) -> StoreResult<AppliedUpdate>;
+    /// Applies several updates in order, in as few transactions as the backend can.
+    async fn apply_updates(
+        &self,
+        updates: Vec<(RunId, RunUpdate)>,
+    ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>>;
     /// Runs that were live when a previous process stopped (dialing, ringing, in progress).
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>>;
     /// Deletes idempotency records older than `before`.

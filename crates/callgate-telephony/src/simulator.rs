@@ -18,6 +18,8 @@ pub enum SimOutcome {
     NoAnswer,
     Failed,
     Voicemail,
+    /// The carrier refuses the dial request itself (what `Prefer: wait` reports as 400).
+    Rejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -100,6 +102,12 @@ impl Telephony for Simulator {
     async fn dial(&self, req: DialRequest) -> Result<Dialed, DialError> {
         let provider_call_id = format!("SIM-{}", req.call_id.simple());
         let (outcome, talk_ms) = self.settings.plan(&req.to);
+        if outcome == SimOutcome::Rejected {
+            return Err(DialError::Rejected(format!(
+                "simulated carrier rejected the call to {}",
+                req.to
+            )));
+        }
         let play = Play {
             run_id: req.run_id,
             provider_call_id: provider_call_id.clone(),
@@ -157,6 +165,8 @@ impl Play {
         match self.outcome {
             SimOutcome::Busy => self.end(Outcome::Busy, "busy", "busy", |_| {}),
             SimOutcome::NoAnswer => self.end(Outcome::NoAnswer, "no_answer", "no-answer", |_| {}),
+            // Refused at dial time; never played.
+            SimOutcome::Rejected => {}
             SimOutcome::Failed => self.end(Outcome::Failed, "provider_error", "failed", |u| {
                 u.error = Some("simulated carrier failure".into());
             }),

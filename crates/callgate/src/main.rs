@@ -1,1 +1,165 @@
-fn main() {}
+//! The `callgate` binary: parses the command line and configuration, picks the store from the
+//! database URL and runs the server or an administrative command.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod call;
+mod settings;
+
+use anyhow::{Context, Result, bail};
+use callgate_domain::clock::{Clock, SystemClock};
+use callgate_server::{App, Config};
+use callgate_store::Store;
+use callgate_store_sqlite::SqliteStore;
+use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "callgate", version, about = "Place AI voice-agent phone calls from one HTTP request")]
+struct Cli {
+    #[command(flatten)]
+    global: settings::GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API, the dispatcher and the workers (the default).
+    Serve(settings::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage organisations, users, keys and quotas without the HTTP API.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Trigger a call on a running server and follow it until it ends.
+    Call(call::CallArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+/// Opens the store named by the configuration.
+pub fn open_store(cfg: &Config, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
+    let path = match database_url {
+        None | Some("") => cfg.data_dir.join("callgate.db"),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            bail!("PostgreSQL is not supported by this build yet; use the embedded SQLite default")
+        }
+        Some(url) => match url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Some(p) => p.into(),
+            None => bail!("unsupported database URL scheme in {url:?}; expected sqlite:"),
+        },
+    };
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let store = SqliteStore::open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => serve(cli.global, settings::ServeArgs::default()).await,
+        Some(Command::Serve(args)) => serve(cli.global, args).await,
+        Some(Command::Migrate) => {
+            let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
+            open_store(&cfg, db.as_deref())?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Admin(cmd)) => {
+            let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
+            let store = open_store(&cfg, db.as_deref())?;
+            admin::run(store, cmd).await
+        }
+        Some(Command::Call(args)) => call::run(args).await,
+    }
+}
+
+async fn serve(global: settings::GlobalArgs, args: settings::ServeArgs) -> Result<()> {
+    let (cfg, db) = settings::resolve(&global, &args)?;
+    let store = open_store(&cfg, db.as_deref())?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let bootstrap = cfg.bootstrap;
+    let app = App::build(cfg, store.clone(), clock.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = app.state();
+    tracing::info!(addr = %app.local_addr(), "callgate listening");
+    println!("callgate is listening on {}", state.public_url);
+    if bootstrap {
+        let first = callgate_server::bootstrap::first_start(store.as_ref(), &state.sealer, clock.as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;
+        if let Some(f) = first {
+            print_first_start(&state.public_url, &f);
+        }
+    }
+    app.run(shutdown_signal())
+        .await
+        .context("server stopped with an error")?;
+    println!("callgate stopped");
+    Ok(())
+}
+
+fn print_first_start(base: &str, f: &callgate_server::bootstrap::FirstStart) {
+    let body = r#"{"phone_number": "+14155550100", "initial_context": {"customer_name": "Jane"}}"#;
+    println!();
+    println!("First start: created the organisation 'Default organization', a simulator");
+    println!("telephony configuration and the demo agent (workflow {}).", f.workflow_id);
+    println!();
+    println!("Admin API key (shown only this once; store it now):");
+    println!("  {}", f.api_key);
+    println!();
+    println!("Place a simulated call (production URL, published version):");
+    println!(
+        "  curl -X POST {base}/api/v1/public/agent/{} -H 'Content-Type: application/json' -H 'X-API-Key: {}' -d '{body}'",
+        f.trigger_path, f.api_key
+    );
+    println!();
+    println!("Test URL (runs the latest draft):");
+    println!(
+        "  curl -X POST {base}/api/v1/public/agent/test/{} -H 'Content-Type: application/json' -H 'X-API-Key: {}' -d '{body}'",
+        f.trigger_path, f.api_key
+    );
+    println!();
+    println!("Then follow the call: curl {base}/api/v1/calls/<call_id> -H 'X-API-Key: {}'", f.api_key);
+    println!("Or trigger and watch it live: callgate call {} +14155550100 --api-key {}", f.trigger_path, f.api_key);
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining");
+}

@@ -1,0 +1,121 @@
+//! API keys (SPEC §6.3, §11): list, create (raw key shown once), archive, reactivate.
+
+use crate::http::extract::{AdminKey, JsonBody, SharedState};
+use crate::http::problem::{ApiError, ApiResult, store_error};
+use crate::views;
+use axum::extract::{Path, State};
+use axum::routing::{delete, get, put};
+use axum::{Json, Router};
+use callgate_domain::apikey::generate_api_key;
+use callgate_store::{ApiKey, KeyScopes, NewApiKey, OrgId, Store, StoreResult, UserId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/api/v1/user/api-keys", get(list).post(create))
+        .route("/api/v1/user/api-keys/{id}", delete(archive))
+        .route("/api/v1/user/api-keys/{id}/reactivate", put(reactivate))
+}
+
+/// Creates a key and returns it with its raw secret, which is not stored anywhere.
+pub async fn issue_api_key(
+    store: &dyn Store,
+    org: OrgId,
+    user: UserId,
+    name: &str,
+    scopes: KeyScopes,
+    now: jiff::Timestamp,
+) -> StoreResult<(ApiKey, String)> {
+    let generated = generate_api_key();
+    let key = store
+        .create_api_key(
+            NewApiKey {
+                org_id: org,
+                user_id: user,
+                name: name.to_owned(),
+                key_prefix: generated.prefix.clone(),
+                key_hash: generated.hash,
+                scopes,
+            },
+            now,
+        )
+        .await?;
+    Ok((key, generated.raw))
+}
+
+/// The answer to a key creation: the only time the raw key is shown.
+pub fn created_key_json(key: &ApiKey, raw: &str) -> Value {
+    let mut v = views::api_key_json(key);
+    if let Value::Object(m) = &mut v {
+        m.insert("api_key".into(), json!(raw));
+    }
+    v
+}
+
+#[derive(Deserialize)]
+pub struct CreateKeyBody {
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Option<KeyScopes>,
+}
+
+pub fn check_key_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::invalid_field("/name", "name must be 1 to 255 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+async fn create(
+    State(s): State<SharedState>,
+    AdminKey(key): AdminKey,
+    JsonBody(body): JsonBody<CreateKeyBody>,
+) -> ApiResult<Json<Value>> {
+    let name = check_key_name(&body.name)?;
+    let (created, raw) = issue_api_key(
+        s.store.as_ref(),
+        key.org_id,
+        key.user_id,
+        &name,
+        body.scopes.unwrap_or_default(),
+        s.clock.now(),
+    )
+    .await?;
+    Ok(Json(created_key_json(&created, &raw)))
+}
+
+async fn list(State(s): State<SharedState>, AdminKey(key): AdminKey) -> ApiResult<Json<Value>> {
+    let keys = s.store.list_api_keys(key.org_id).await?;
+    Ok(Json(Value::Array(keys.iter().map(views::api_key_json).collect())))
+}
+
+const NOT_FOUND: (&str, &str) = ("api_key_not_found", "API key not found");
+
+async fn set_active(s: &SharedState, org: OrgId, id: i64, active: bool) -> ApiResult<Json<Value>> {
+    let k = s
+        .store
+        .set_api_key_active(org, id, active)
+        .await
+        .map_err(|e| store_error(e, NOT_FOUND))?;
+    // The change must take effect at once for this node's cached lookups.
+    s.catalog.invalidate_all();
+    Ok(Json(views::api_key_json(&k)))
+}
+
+async fn archive(
+    State(s): State<SharedState>,
+    AdminKey(key): AdminKey,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    set_active(&s, key.org_id, id, false).await
+}
+
+async fn reactivate(
+    State(s): State<SharedState>,
+    AdminKey(key): AdminKey,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    set_active(&s, key.org_id, id, true).await
+}

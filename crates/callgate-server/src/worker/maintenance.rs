@@ -1,0 +1,29 @@
+//! Periodic chores: flush API-key `last_used_at` in batches, purge expired idempotency keys.
+
+use crate::app::AppState;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.notified() => return,
+        }
+        n += 1;
+        let used = state.take_key_usage();
+        if let Err(e) = state.store.touch_api_keys(used).await {
+            tracing::warn!(error = %e, "could not record API key use");
+        }
+        // Idempotency keys live 24 hours (SPEC §2.1); purge hourly.
+        if n % 720 == 1 {
+            let before = state.clock.now() - jiff::SignedDuration::from_hours(24);
+            if let Err(e) = state.store.purge_idempotency(before).await {
+                tracing::warn!(error = %e, "could not purge idempotency keys");
+            }
+        }
+    }
+}

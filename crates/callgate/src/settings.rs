@@ -1,0 +1,147 @@
+//! Layered configuration (SPEC §12): built-in defaults, then `callgate.toml` (or `--config`),
+//! then `CALLGATE_*` environment variables and flags, which win.
+
+use anyhow::{Context, Result, bail};
+use callgate_server::Config;
+use callgate_server::config::Secret;
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./callgate.toml when present).
+    #[arg(long, global = true, env = "CALLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database and the server key.
+    #[arg(long, global = true, env = "CALLGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL; default is a SQLite file in the data directory.
+    #[arg(long, global = true, env = "CALLGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Log filter, e.g. `info` or `callgate_server=debug`.
+    #[arg(long, global = true, env = "CALLGATE_LOG")]
+    pub log: Option<String>,
+    #[arg(long, global = true, env = "CALLGATE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Worker,
+    All,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "CALLGATE_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Base URL used in trigger and callback URLs (default http:// + bind).
+    #[arg(long, env = "CALLGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Enables the instance admin API.
+    #[arg(long, env = "CALLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Base64 32-byte key sealing credentials (generated into the data dir when absent).
+    #[arg(long, env = "CALLGATE_SERVER_KEY", hide_env_values = true)]
+    pub server_key: Option<String>,
+    /// Create the demo organisation on first start (default true).
+    #[arg(long, env = "CALLGATE_BOOTSTRAP")]
+    pub bootstrap: Option<bool>,
+    #[arg(long, env = "CALLGATE_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
+    pub allow_private_webhook_targets: Option<bool>,
+    /// Which parts to run on this node.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+}
+
+/// `callgate.toml`: every setting optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<SocketAddr>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
+    server_key: Option<String>,
+    bootstrap: Option<bool>,
+    allow_private_webhook_targets: Option<bool>,
+    log: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+fn read_file(path: Option<&PathBuf>) -> Result<FileConfig> {
+    let (path, required) = match path {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("callgate.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("invalid {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The server configuration and the database URL.
+pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<(Config, Option<String>)> {
+    let file = read_file(g.config.as_ref())?;
+    init_logging(
+        g.log.clone().or(file.log.clone()),
+        g.log_format.or(file.log_format),
+    );
+    let data_dir = g
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./callgate-data"));
+    let mut cfg = Config::new(data_dir);
+    if let Some(b) = s.bind.or(file.bind) {
+        cfg.bind = b;
+    }
+    cfg.public_url = s.public_url.clone().or(file.public_url);
+    cfg.admin_token = s
+        .admin_token
+        .clone()
+        .or(file.admin_token)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    if cfg.admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+        bail!("the admin token must be at least 16 characters");
+    }
+    cfg.server_key = s.server_key.clone().or(file.server_key).map(Secret::new);
+    cfg.bootstrap = s.bootstrap.or(file.bootstrap).unwrap_or(true);
+    cfg.allow_private_webhook_targets = s
+        .allow_private_webhook_targets
+        .or(file.allow_private_webhook_targets)
+        .unwrap_or(false);
+    match s.role.unwrap_or(Role::All) {
+        Role::Api => cfg.run_worker = false,
+        Role::Worker => cfg.run_api = false,
+        Role::All => {}
+    }
+    let db = g.database_url.clone().or(file.database_url);
+    Ok((cfg, db))
+}
+
+/// Installs the subscriber once (flags and env win over the file).
+fn init_logging(log: Option<String>, format: Option<LogFormat>) {
+    let filter = log.unwrap_or_else(|| "info,tower_http=warn".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format.unwrap_or(LogFormat::Pretty) {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
