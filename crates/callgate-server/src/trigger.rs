@@ -473,7 +473,8 @@ pub async fn prepare(state: &AppState, req: &TriggerRequest) -> ApiResult<Prepar
     }
     // Check 21: capacity.
     let (queued, live) = state.capacity.org_usage(org.id);
-    let over_live = live >= i64::from(org.settings.max_concurrent_calls);
+    // Under `reject`, a call that could not start dialling at once is over capacity.
+    let over_live = live + queued >= i64::from(org.settings.max_concurrent_calls);
     if queued >= i64::from(org.settings.max_queued_calls)
         || (org.settings.on_capacity == OnCapacity::Reject && over_live)
     {

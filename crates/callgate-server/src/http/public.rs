@@ -304,10 +304,13 @@ async fn accept(
     if let (Some(wait), Some(rx)) = (wait, waiter) {
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(Err(message))) => {
+                // The run stays in history (outcome `failed`); say which one it is.
                 return Err(ApiError::bad_request(
                     "dial_failed",
                     format!("Failed to initiate call: {message}"),
-                ));
+                )
+                .with_extra("workflow_run_id", json!(answered.id))
+                .with_extra("call_id", json!(answered.call_id.to_string())));
             }
             Ok(Ok(Ok(()))) => {
                 if let Ok(r) = state.store.get_run(key.org_id, answered.id).await {
