@@ -97,8 +97,13 @@ pub enum CallSignal {
     Dialing,
     Ringing,
     /// Picked up; `answered_by` is `human`/`machine`/`unknown` when detection ran.
-    Answered { answered_by: Option<String> },
-    Ended { outcome: Outcome, reason: String },
+    Answered {
+        answered_by: Option<String>,
+    },
+    Ended {
+        outcome: Outcome,
+        reason: String,
+    },
 }
 
 /// The effect of a signal on a run in `current` status.
@@ -151,7 +156,10 @@ mod tests {
             Transition::To(RunStatus::Ringing)
         );
         assert_eq!(
-            transition(RunStatus::Ringing, &CallSignal::Answered { answered_by: None }),
+            transition(
+                RunStatus::Ringing,
+                &CallSignal::Answered { answered_by: None }
+            ),
             Transition::To(RunStatus::InProgress)
         );
         assert_eq!(
@@ -172,7 +180,10 @@ mod tests {
         );
         assert_eq!(transition(RunStatus::Ended, &ended()), Transition::Ignore);
         assert_eq!(
-            transition(RunStatus::Ended, &CallSignal::Answered { answered_by: None }),
+            transition(
+                RunStatus::Ended,
+                &CallSignal::Answered { answered_by: None }
+            ),
             Transition::Ignore
         );
     }
@@ -180,7 +191,10 @@ mod tests {
     #[test]
     fn answering_may_skip_ringing_and_ending_may_skip_everything() {
         assert_eq!(
-            transition(RunStatus::Dialing, &CallSignal::Answered { answered_by: None }),
+            transition(
+                RunStatus::Dialing,
+                &CallSignal::Answered { answered_by: None }
+            ),
             Transition::To(RunStatus::InProgress)
         );
         assert_eq!(

@@ -103,7 +103,12 @@ mod tests {
     fn worst_window(starts: &[i128]) -> usize {
         starts
             .iter()
-            .map(|&t| starts.iter().filter(|&&s| s >= t && s < t + SECOND_NS).count())
+            .map(|&t| {
+                starts
+                    .iter()
+                    .filter(|&&s| s >= t && s < t + SECOND_NS)
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     }
@@ -144,7 +149,12 @@ mod tests {
         let starts = simulate(0.5, 10, 0);
         // The first slot may catch up by the allowance; after it the spacing is exact.
         assert_eq!(starts[1], 2 * SECOND_NS - CATCH_UP_NS);
-        assert!(starts.windows(2).skip(1).all(|w| w[1] - w[0] == 2 * SECOND_NS));
+        assert!(
+            starts
+                .windows(2)
+                .skip(1)
+                .all(|w| w[1] - w[0] == 2 * SECOND_NS)
+        );
         assert_eq!(starts.len(), 6);
     }
 }

@@ -166,7 +166,10 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then stops taking leases and lets requests finish.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let state = self.state.clone();
         let stop = Arc::new(Notify::new());
         let mut workers = Vec::new();

@@ -56,7 +56,8 @@ pub async fn first_start(
         admin: true,
         ..KeyScopes::default()
     };
-    let (_, raw) = issue_api_key(store, org.id, user.id, "bootstrap admin key", scopes, now).await?;
+    let (_, raw) =
+        issue_api_key(store, org.id, user.id, "bootstrap admin key", scopes, now).await?;
     store
         .create_config(
             NewTelephonyConfig {

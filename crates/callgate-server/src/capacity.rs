@@ -2,8 +2,8 @@
 //! trigger path (capacity checks, SPEC §2.3 #21) and the dispatcher (limits, SPEC §8.2).
 //! Seeded from the database at start, then kept in step by the code that changes run states.
 
-use callgate_store::{ConfigId, OrgId, QueueCount};
 use callgate_domain::lifecycle::RunStatus;
+use callgate_store::{ConfigId, OrgId, QueueCount};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -26,7 +26,10 @@ impl Capacity {
         for r in rows {
             if r.status == RunStatus::Queued {
                 *c.queued_by_org.entry(r.org_id).or_default() += r.count;
-                c.queued_by_config.entry(r.config_id).or_insert((r.org_id, 0)).1 += r.count;
+                c.queued_by_config
+                    .entry(r.config_id)
+                    .or_insert((r.org_id, 0))
+                    .1 += r.count;
             } else if r.status.is_live() {
                 *c.live_by_org.entry(r.org_id).or_default() += r.count;
                 *c.live_by_config.entry(r.config_id).or_default() += r.count;
@@ -63,7 +66,10 @@ impl Capacity {
     pub fn dialled(&self, org: OrgId, config: ConfigId, n: i64) {
         self.with(|c| {
             dec(c.queued_by_org.entry(org).or_default(), n);
-            dec(&mut c.queued_by_config.entry(config).or_insert((org, 0)).1, n);
+            dec(
+                &mut c.queued_by_config.entry(config).or_insert((org, 0)).1,
+                n,
+            );
             *c.live_by_org.entry(org).or_default() += n;
             *c.live_by_config.entry(config).or_default() += n;
         });
@@ -85,7 +91,10 @@ impl Capacity {
                 dec(c.live_by_config.entry(config).or_default(), 1);
             } else if was == RunStatus::Queued {
                 dec(c.queued_by_org.entry(org).or_default(), 1);
-                dec(&mut c.queued_by_config.entry(config).or_insert((org, 0)).1, 1);
+                dec(
+                    &mut c.queued_by_config.entry(config).or_insert((org, 0)).1,
+                    1,
+                );
             }
         });
     }

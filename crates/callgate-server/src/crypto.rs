@@ -102,7 +102,10 @@ mod tests {
         let b = Sealer::from_base64(&STANDARD.encode([8u8; 32])).expect("key");
         let sealed = a.seal(b"{\"auth_token\":\"s3cret\"}");
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
-        assert_eq!(a.open(&sealed).as_deref(), Some(&b"{\"auth_token\":\"s3cret\"}"[..]));
+        assert_eq!(
+            a.open(&sealed).as_deref(),
+            Some(&b"{\"auth_token\":\"s3cret\"}"[..])
+        );
         assert_eq!(b.open(&sealed), None);
         assert!(Sealer::from_base64("short").is_err());
     }

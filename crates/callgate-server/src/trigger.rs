@@ -112,7 +112,10 @@ fn opt_object(body: &Map<String, Value>, field: &str) -> ApiResult<Option<Map<St
 fn phone_error(flavor: Flavor, field: &str, e: PhoneError) -> ApiError {
     let _ = e;
     let (code, detail) = match flavor {
-        Flavor::Dograh => ("invalid_phone_number", "Invalid phone number format".to_owned()),
+        Flavor::Dograh => (
+            "invalid_phone_number",
+            "Invalid phone number format".to_owned(),
+        ),
         Flavor::Outbound => ("invalid_phone", format!("{field} must be in E.164 format")),
     };
     ApiError::unprocessable(code, detail.clone()).with_errors(vec![FieldError::new(
@@ -132,9 +135,8 @@ fn parse_body(flavor: Flavor, body: &Map<String, Value>) -> ApiResult<CallSpec> 
     let phone_raw = opt_str(body, phone_field)?;
     let context = opt_object(body, ctx_field)?.unwrap_or_default();
     let ctx_value = Value::Object(context);
-    check_initial_context(&ctx_value).map_err(|e| {
-        ApiError::invalid_field(&format!("/{ctx_field}"), e.message_for(ctx_field))
-    })?;
+    check_initial_context(&ctx_value)
+        .map_err(|e| ApiError::invalid_field(&format!("/{ctx_field}"), e.message_for(ctx_field)))?;
     let Value::Object(context) = ctx_value else {
         return Err(ApiError::internal("context changed shape"));
     };
@@ -158,7 +160,10 @@ fn parse_body(flavor: Flavor, body: &Map<String, Value>) -> ApiResult<CallSpec> 
         }
     };
     let external_id = opt_str(body, "external_id")?;
-    if external_id.as_ref().is_some_and(|e| e.chars().count() > 128) {
+    if external_id
+        .as_ref()
+        .is_some_and(|e| e.chars().count() > 128)
+    {
         return Err(ApiError::invalid_field(
             "/external_id",
             "external_id must be at most 128 characters",
@@ -188,11 +193,13 @@ fn parse_body(flavor: Flavor, body: &Map<String, Value>) -> ApiResult<CallSpec> 
             Flavor::Dograh => ("missing_phone_number", "phone_number is required"),
             Flavor::Outbound => ("invalid_phone", "to_number is required"),
         };
-        return Err(ApiError::unprocessable(code, detail).with_errors(vec![FieldError::new(
-            &format!("/{phone_field}"),
-            "required",
-            detail,
-        )]));
+        return Err(
+            ApiError::unprocessable(code, detail).with_errors(vec![FieldError::new(
+                &format!("/{phone_field}"),
+                "required",
+                detail,
+            )]),
+        );
     };
     let phone = E164::parse(&phone_raw).map_err(|e| phone_error(flavor, phone_field, e))?;
     let from_number = from_raw
@@ -232,17 +239,18 @@ async fn resolve_agent(
     };
     match &req.agent {
         AgentRef::TriggerPath(path) => {
-            let owner = state
-                .catalog
-                .trigger(path)
-                .await?
-                .ok_or_else(|| ApiError::not_found("trigger_not_found", "Agent trigger not found"))?;
+            let owner = state.catalog.trigger(path).await?.ok_or_else(|| {
+                ApiError::not_found("trigger_not_found", "Agent trigger not found")
+            })?;
             if owner.org_id != org {
                 return Err(ApiError::forbidden("forbidden", "Access denied"));
             }
             let agent = state.catalog.agent(org, owner.agent_id).await?;
             if agent.agent.status == AgentStatus::Archived {
-                return Err(ApiError::not_found("trigger_not_found", "Agent trigger not found"));
+                return Err(ApiError::not_found(
+                    "trigger_not_found",
+                    "Agent trigger not found",
+                ));
             }
             scope_check(&agent)?;
             let version = agent.executed(req.env).cloned();
@@ -251,7 +259,10 @@ async fn resolve_agent(
                 .and_then(|v| v.triggers.iter().find(|t| t.path.as_str() == path))
                 .map(|n| n.enabled);
             if node == Some(false) {
-                return Err(ApiError::not_found("trigger_inactive", "Agent trigger is not active"));
+                return Err(ApiError::not_found(
+                    "trigger_inactive",
+                    "Agent trigger is not active",
+                ));
             }
             let Some(version) = version else {
                 return Err(ApiError::not_found(
@@ -270,13 +281,20 @@ async fn resolve_agent(
         AgentRef::WorkflowUuid(raw) => {
             let not_found = || ApiError::not_found("workflow_not_found", "Workflow not found");
             let uuid = Uuid::parse_str(raw).map_err(|_| not_found())?;
-            let agent = state.catalog.agent_by_uuid(uuid).await?.ok_or_else(not_found)?;
+            let agent = state
+                .catalog
+                .agent_by_uuid(uuid)
+                .await?
+                .ok_or_else(not_found)?;
             if agent.agent.org_id != org {
                 return Err(ApiError::forbidden("forbidden", "Access denied"));
             }
             scope_check(&agent)?;
             if agent.agent.status == AgentStatus::Archived {
-                return Err(ApiError::not_found("workflow_inactive", "Workflow is not active"));
+                return Err(ApiError::not_found(
+                    "workflow_inactive",
+                    "Workflow is not active",
+                ));
             }
             let version = agent.executed(req.env).cloned().ok_or_else(|| {
                 ApiError::not_found("not_published", "Workflow has no published definition")
@@ -292,7 +310,10 @@ async fn resolve_agent(
             })?;
             scope_check(&agent)?;
             if agent.agent.status == AgentStatus::Archived {
-                return Err(ApiError::not_found("workflow_inactive", "Workflow is not active"));
+                return Err(ApiError::not_found(
+                    "workflow_inactive",
+                    "Workflow is not active",
+                ));
             }
             let version = agent.executed(req.env).cloned().ok_or_else(|| {
                 ApiError::not_found("not_published", "Workflow has no published definition")
@@ -343,7 +364,10 @@ fn resolve_config(
     let not_ready = |c: &ConfigWithNumbers, reason: String| {
         ApiError::bad_request(
             "telephony_not_ready",
-            format!("'{}' is not ready for outbound calls. {reason}", c.config.name),
+            format!(
+                "'{}' is not ready for outbound calls. {reason}",
+                c.config.name
+            ),
         )
     };
     let active: Vec<&ConfigWithNumbers> = configs.iter().filter(|c| c.config.active).collect();
@@ -364,12 +388,16 @@ fn resolve_config(
                 )
             })?
     } else if let Some(id) = spec.config_id {
-        let cfg = active.iter().find(|c| c.config.id == id).copied().ok_or_else(|| {
-            ApiError::not_found(
-                "telephony_configuration_not_found",
-                "Telephony configuration not found",
-            )
-        })?;
+        let cfg = active
+            .iter()
+            .find(|c| c.config.id == id)
+            .copied()
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "telephony_configuration_not_found",
+                    "Telephony configuration not found",
+                )
+            })?;
         readiness::check(cfg).map_err(|r| not_ready(cfg, r))?;
         cfg
     } else {
@@ -379,9 +407,17 @@ fn resolve_config(
                 "Telephony provider not configured for this organization",
             ));
         }
-        let mut ordered: Vec<&ConfigWithNumbers> =
-            active.iter().filter(|c| c.config.is_default_outbound).copied().collect();
-        ordered.extend(active.iter().filter(|c| !c.config.is_default_outbound).copied());
+        let mut ordered: Vec<&ConfigWithNumbers> = active
+            .iter()
+            .filter(|c| c.config.is_default_outbound)
+            .copied()
+            .collect();
+        ordered.extend(
+            active
+                .iter()
+                .filter(|c| !c.config.is_default_outbound)
+                .copied(),
+        );
         match ordered.iter().find(|c| readiness::check(c).is_ok()) {
             Some(c) => *c,
             None => {

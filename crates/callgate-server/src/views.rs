@@ -21,7 +21,8 @@ pub fn merged_context(run: &Run) -> Map<String, Value> {
 }
 
 fn ts(t: Option<jiff::Timestamp>) -> Value {
-    t.map(|t| Value::String(t.to_string())).unwrap_or(Value::Null)
+    t.map(|t| Value::String(t.to_string()))
+        .unwrap_or(Value::Null)
 }
 
 /// SPEC §4.1.
@@ -73,8 +74,14 @@ pub fn dograh_run_json(run: &Run) -> Value {
         m.insert("mode".into(), json!(run.provider));
         m.insert("is_completed".into(), json!(run.outcome.is_some()));
         m.insert("transcript_url".into(), Value::Null);
-        m.insert("cost_info".into(), json!({"duration_seconds": run.duration_seconds}));
-        m.insert("usage_info".into(), json!({"call_duration_seconds": run.duration_seconds}));
+        m.insert(
+            "cost_info".into(),
+            json!({"duration_seconds": run.duration_seconds}),
+        );
+        m.insert(
+            "usage_info".into(),
+            json!({"call_duration_seconds": run.duration_seconds}),
+        );
         m.insert("definition_id".into(), json!(run.version_id));
         m.insert("call_type".into(), json!("outbound"));
         m.insert(

@@ -210,8 +210,11 @@ impl AgentStore for SqliteStore {
         self.write(move |c| {
             let current = load_agent(c, org, id)?;
             if let Some(name) = &edit.name {
-                c.execute("UPDATE agents SET name = ?2 WHERE id = ?1", params![id, name])
-                    .map_err(db_err)?;
+                c.execute(
+                    "UPDATE agents SET name = ?2 WHERE id = ?1",
+                    params![id, name],
+                )
+                .map_err(db_err)?;
             }
             if definition.is_some() || tcv.is_some() {
                 match &current.draft {

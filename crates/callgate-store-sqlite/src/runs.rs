@@ -123,7 +123,11 @@ fn insert_event(c: &Connection, run: RunId, ev: &RunEvent) -> StoreResult<()> {
 
 fn load_run_where(c: &Connection, clause: &str, p: impl rusqlite::Params) -> StoreResult<Run> {
     let mut run = c
-        .query_row(&format!("SELECT {RUN_COLS} FROM runs WHERE {clause}"), p, run_row)
+        .query_row(
+            &format!("SELECT {RUN_COLS} FROM runs WHERE {clause}"),
+            p,
+            run_row,
+        )
         .map_err(db_err)?;
     run.events = load_events(c, run.id)?;
     Ok(run)
@@ -184,132 +188,135 @@ fn new_run_into_record(id: RunId, new: NewRun) -> Run {
     }
 }
 
-
 /// One lifecycle update inside the current transaction.
 fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
     let transcript = u.transcript.as_ref().map(json_text).transpose()?;
     let extracted = u.extracted.as_ref().map(json_text).transpose()?;
-        let (org_id, config_id, status, attempt, answered_at, provider_call_id): (
-            OrgId,
-            ConfigId,
-            String,
-            u32,
-            Option<i64>,
-            Option<String>,
-        ) = c
-            .prepare_cached(
-                "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id
+    let (org_id, config_id, status, attempt, answered_at, provider_call_id): (
+        OrgId,
+        ConfigId,
+        String,
+        u32,
+        Option<i64>,
+        Option<String>,
+    ) = c
+        .prepare_cached(
+            "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id
                  FROM runs WHERE id = ?1",
+        )
+        .map_err(db_err)?
+        .query_row([id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let before = status_of(&status);
+    if provider_call_id.is_none() {
+        if let Some(pid) = &u.provider_call_id {
+            c.execute(
+                "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
+                params![id, pid],
             )
-            .map_err(db_err)?
-            .query_row([id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-            })
             .map_err(db_err)?;
-        let before = status_of(&status);
-        if provider_call_id.is_none() {
-            if let Some(pid) = &u.provider_call_id {
-                c.execute(
-                    "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
-                    params![id, pid],
-                )
-                .map_err(db_err)?;
-            }
         }
-        let target = match transition(before, &u.signal) {
-            Transition::Ignore => {
-                return Ok(AppliedUpdate {
-                    run_id: id,
-                    org_id,
-                    config_id,
-                    before,
-                    after: before,
-                    changed: false,
-                    outcome: None,
-                });
-            }
-            Transition::To(t) => t,
-        };
-        let at = ts(u.at);
-        let mut outcome = None;
-        match &u.signal {
-            CallSignal::Dialing => {
-                c.execute(
-                    "UPDATE runs SET status = 'dialing', dialed_at = ?2 WHERE id = ?1",
-                    params![id, at],
-                )
+    }
+    let target = match transition(before, &u.signal) {
+        Transition::Ignore => {
+            return Ok(AppliedUpdate {
+                run_id: id,
+                org_id,
+                config_id,
+                before,
+                after: before,
+                changed: false,
+                outcome: None,
+            });
+        }
+        Transition::To(t) => t,
+    };
+    let at = ts(u.at);
+    let mut outcome = None;
+    match &u.signal {
+        CallSignal::Dialing => {
+            c.execute(
+                "UPDATE runs SET status = 'dialing', dialed_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )
+            .map_err(db_err)?;
+        }
+        CallSignal::Ringing => {
+            c.execute("UPDATE runs SET status = 'ringing' WHERE id = ?1", [id])
                 .map_err(db_err)?;
-            }
-            CallSignal::Ringing => {
-                c.execute("UPDATE runs SET status = 'ringing' WHERE id = ?1", [id])
-                    .map_err(db_err)?;
-            }
-            CallSignal::Answered { answered_by } => {
-                c.execute(
-                    "UPDATE runs SET status = 'in_progress', answered_at = ?2,
+        }
+        CallSignal::Answered { answered_by } => {
+            c.execute(
+                "UPDATE runs SET status = 'in_progress', answered_at = ?2,
                      answered_by = COALESCE(?3, answered_by) WHERE id = ?1",
-                    params![id, at, answered_by],
-                )
-                .map_err(db_err)?;
-            }
-            CallSignal::Ended {
-                outcome: o,
-                reason,
-            } => {
-                outcome = Some(*o);
-                let billable = billable_seconds(opt_ts(answered_at), u.at);
-                c.execute(
-                    "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
+                params![id, at, answered_by],
+            )
+            .map_err(db_err)?;
+        }
+        CallSignal::Ended { outcome: o, reason } => {
+            outcome = Some(*o);
+            let billable = billable_seconds(opt_ts(answered_at), u.at);
+            c.execute(
+                "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
                      ended_at = ?4, duration_seconds = ?5,
                      transcript = COALESCE(?6, transcript),
                      recording_url = COALESCE(?7, recording_url),
                      extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
                      lease_owner = NULL
                      WHERE id = ?1",
-                    params![
-                        id,
-                        o.as_str(),
-                        reason,
-                        at,
-                        billable,
-                        transcript,
-                        u.recording_url,
-                        extracted,
-                        u.error
-                    ],
-                )
-                .map_err(db_err)?;
-                if let Some(secs) = billable.filter(|s| *s > 0) {
-                    c.execute(
-                        "UPDATE organizations
+                params![
+                    id,
+                    o.as_str(),
+                    reason,
+                    at,
+                    billable,
+                    transcript,
+                    u.recording_url,
+                    extracted,
+                    u.error
+                ],
+            )
+            .map_err(db_err)?;
+            if let Some(secs) = billable.filter(|s| *s > 0) {
+                c.execute(
+                    "UPDATE organizations
                          SET quota_seconds_remaining = quota_seconds_remaining - ?2
                          WHERE id = ?1 AND quota_seconds_remaining IS NOT NULL",
-                        params![org_id, secs],
-                    )
-                    .map_err(db_err)?;
-                }
+                    params![org_id, secs],
+                )
+                .map_err(db_err)?;
             }
         }
-        insert_event(
-            c,
-            id,
-            &RunEvent {
-                status: target,
-                at: u.at,
-                attempt,
-                provider_status: u.provider_status.clone(),
-                detail: u.detail.clone(),
-            },
-        )?;
-        Ok(AppliedUpdate {
-            run_id: id,
-            org_id,
-            config_id,
-            before,
-            after: target,
-            changed: true,
-            outcome,
-        })
+    }
+    insert_event(
+        c,
+        id,
+        &RunEvent {
+            status: target,
+            at: u.at,
+            attempt,
+            provider_status: u.provider_status.clone(),
+            detail: u.detail.clone(),
+        },
+    )?;
+    Ok(AppliedUpdate {
+        run_id: id,
+        org_id,
+        config_id,
+        before,
+        after: target,
+        changed: true,
+        outcome,
+    })
 }
 
 #[async_trait]
@@ -594,7 +601,6 @@ impl RunStore for SqliteStore {
         })
         .await
     }
-
 
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>> {
         self.read(|c| {

@@ -223,11 +223,7 @@ impl TelephonyStore for SqliteStore {
         .await
     }
 
-    async fn set_default_outbound(
-        &self,
-        org: OrgId,
-        id: ConfigId,
-    ) -> StoreResult<TelephonyConfig> {
+    async fn set_default_outbound(&self, org: OrgId, id: ConfigId) -> StoreResult<TelephonyConfig> {
         self.write(move |c| {
             load_config(c, org, id)?;
             clear_default(c, org)?;

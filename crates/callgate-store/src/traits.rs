@@ -1,8 +1,8 @@
 //! The store traits. Each method is one use case and one transaction; no transaction object
 //! crosses the trait, which keeps handlers free of backend details.
 
-use crate::records::*;
 use crate::StoreResult;
+use crate::records::*;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -33,8 +33,12 @@ pub trait TenantStore: Send + Sync {
     /// The key with this SHA-256 hash, active or not.
     async fn find_api_key(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiKey>>;
     async fn list_api_keys(&self, org: OrgId) -> StoreResult<Vec<ApiKey>>;
-    async fn set_api_key_active(&self, org: OrgId, id: ApiKeyId, active: bool)
-    -> StoreResult<ApiKey>;
+    async fn set_api_key_active(
+        &self,
+        org: OrgId,
+        id: ApiKeyId,
+        active: bool,
+    ) -> StoreResult<ApiKey>;
     /// Batched `last_used_at` updates, so the trigger path never writes for them.
     async fn touch_api_keys(&self, used: Vec<(ApiKeyId, Timestamp)>) -> StoreResult<()>;
 }
@@ -88,8 +92,7 @@ pub trait TelephonyStore: Send + Sync {
     ) -> StoreResult<TelephonyConfig>;
     /// Soft delete: runs keep pointing at it; it stops being usable.
     async fn delete_config(&self, org: OrgId, id: ConfigId) -> StoreResult<()>;
-    async fn set_default_outbound(&self, org: OrgId, id: ConfigId)
-    -> StoreResult<TelephonyConfig>;
+    async fn set_default_outbound(&self, org: OrgId, id: ConfigId) -> StoreResult<TelephonyConfig>;
     /// `Conflict("phone_number_exists")` for a duplicate address within the configuration.
     async fn add_number(
         &self,

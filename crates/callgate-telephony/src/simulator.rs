@@ -251,8 +251,10 @@ mod tests {
     fn unknown_settings_are_refused() {
         assert!(Settings::from_credentials(&serde_json::json!({"ring": 1})).is_err());
         assert!(
-            Settings::from_credentials(&serde_json::json!({"rules": [{"match": "+1", "outcome": "maybe"}]}))
-                .is_err()
+            Settings::from_credentials(
+                &serde_json::json!({"rules": [{"match": "+1", "outcome": "maybe"}]})
+            )
+            .is_err()
         );
         assert!(Settings::from_credentials(&serde_json::Value::Null).is_ok());
     }

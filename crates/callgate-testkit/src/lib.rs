@@ -153,13 +153,23 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Resp {
-        self.send(self.client.post(self.url(path)).header("X-API-Key", key).json(body))
-            .await
+        self.send(
+            self.client
+                .post(self.url(path))
+                .header("X-API-Key", key)
+                .json(body),
+        )
+        .await
     }
 
     pub async fn put(&self, path: &str, key: &str, body: &Value) -> Resp {
-        self.send(self.client.put(self.url(path)).header("X-API-Key", key).json(body))
-            .await
+        self.send(
+            self.client
+                .put(self.url(path))
+                .header("X-API-Key", key)
+                .json(body),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Resp {
@@ -198,7 +208,11 @@ impl TestApp {
             if r.body["status"] == "ended" {
                 return r.body;
             }
-            assert!(Instant::now() < deadline, "call {call_id} did not end: {}", r.text);
+            assert!(
+                Instant::now() < deadline,
+                "call {call_id} did not end: {}",
+                r.text
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -219,7 +233,12 @@ pub async fn seed_tenant(state: &AppState, name: &str, opts: &Options) -> Tenant
     let now = state.clock.now();
     let org = store.create_org(name, now).await.unwrap();
     let user = store
-        .create_user(org.id, &format!("owner@{}.test", name.to_lowercase()), None, now)
+        .create_user(
+            org.id,
+            &format!("owner@{}.test", name.to_lowercase()),
+            None,
+            now,
+        )
         .await
         .unwrap();
     let scopes = KeyScopes {

@@ -21,7 +21,11 @@ pub enum AdminCommand {
         name: Option<String>,
     },
     /// Activate or deactivate a user.
-    SetUserActive { org_id: i64, user_id: i64, active: bool },
+    SetUserActive {
+        org_id: i64,
+        user_id: i64,
+        active: bool,
+    },
     /// Create an API key for a user (the raw key is printed once).
     CreateKey {
         org_id: i64,
@@ -86,7 +90,10 @@ pub async fn run(store: Arc<dyn Store>, cmd: AdminCommand) -> Result<()> {
             let (key, raw) = issue_api_key(store.as_ref(), org_id, user_id, &name, scopes, now)
                 .await
                 .map_err(err)?;
-            println!("API key {} ({}) created; shown only once:", key.id, key.key_prefix);
+            println!(
+                "API key {} ({}) created; shown only once:",
+                key.id, key.key_prefix
+            );
             println!("{raw}");
         }
         AdminCommand::SetQuota { org_id, seconds } => {

@@ -30,7 +30,11 @@ pub async fn run(a: CallArgs) -> Result<()> {
         None => json!({}),
     };
     let base = a.url.trim_end_matches('/');
-    let route = if a.test { "public/agent/test" } else { "public/agent" };
+    let route = if a.test {
+        "public/agent/test"
+    } else {
+        "public/agent"
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -46,7 +50,9 @@ pub async fn run(a: CallArgs) -> Result<()> {
     if !status.is_success() {
         bail!(
             "trigger refused ({status}): {}",
-            body.get("detail").and_then(Value::as_str).unwrap_or("no detail")
+            body.get("detail")
+                .and_then(Value::as_str)
+                .unwrap_or("no detail")
         );
     }
     let call_id = body
@@ -56,7 +62,9 @@ pub async fn run(a: CallArgs) -> Result<()> {
         .to_owned();
     println!(
         "{} accepted: call {call_id}",
-        body.get("workflow_run_name").and_then(Value::as_str).unwrap_or("run")
+        body.get("workflow_run_name")
+            .and_then(Value::as_str)
+            .unwrap_or("run")
     );
     let mut seen = 0usize;
     loop {
@@ -67,7 +75,11 @@ pub async fn run(a: CallArgs) -> Result<()> {
             .await?
             .json()
             .await?;
-        let events = run.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+        let events = run
+            .get("events")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for e in events.iter().skip(seen) {
             println!(
                 "  {}  {}",
@@ -80,9 +92,16 @@ pub async fn run(a: CallArgs) -> Result<()> {
             println!(
                 "ended: outcome={} duration={}s",
                 run.get("outcome").and_then(Value::as_str).unwrap_or("?"),
-                run.get("duration_seconds").map(Value::to_string).unwrap_or_default()
+                run.get("duration_seconds")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
             );
-            for t in run.get("transcript").and_then(Value::as_array).into_iter().flatten() {
+            for t in run
+                .get("transcript")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 println!(
                     "  {}: {}",
                     t.get("role").and_then(Value::as_str).unwrap_or(""),

@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "callgate", version, about = "Place AI voice-agent phone calls from one HTTP request")]
+#[command(
+    name = "callgate",
+    version,
+    about = "Place AI voice-agent phone calls from one HTTP request"
+)]
 struct Cli {
     #[command(flatten)]
     global: settings::GlobalArgs,
@@ -102,9 +106,10 @@ async fn serve(global: settings::GlobalArgs, args: settings::ServeArgs) -> Resul
     tracing::info!(addr = %app.local_addr(), "callgate listening");
     println!("callgate is listening on {}", state.public_url);
     if bootstrap {
-        let first = callgate_server::bootstrap::first_start(store.as_ref(), &state.sealer, clock.as_ref())
-            .await
-            .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;
+        let first =
+            callgate_server::bootstrap::first_start(store.as_ref(), &state.sealer, clock.as_ref())
+                .await
+                .map_err(|e| anyhow::anyhow!("first-start setup failed: {e}"))?;
         if let Some(f) = first {
             print_first_start(&state.public_url, &f);
         }
@@ -120,7 +125,10 @@ fn print_first_start(base: &str, f: &callgate_server::bootstrap::FirstStart) {
     let body = r#"{"phone_number": "+14155550100", "initial_context": {"customer_name": "Jane"}}"#;
     println!();
     println!("First start: created the organisation 'Default organization', a simulator");
-    println!("telephony configuration and the demo agent (workflow {}).", f.workflow_id);
+    println!(
+        "telephony configuration and the demo agent (workflow {}).",
+        f.workflow_id
+    );
     println!();
     println!("Admin API key (shown only this once; store it now):");
     println!("  {}", f.api_key);
@@ -137,8 +145,14 @@ fn print_first_start(base: &str, f: &callgate_server::bootstrap::FirstStart) {
         f.trigger_path, f.api_key
     );
     println!();
-    println!("Then follow the call: curl {base}/api/v1/calls/<call_id> -H 'X-API-Key: {}'", f.api_key);
-    println!("Or trigger and watch it live: callgate call {} +14155550100 --api-key {}", f.trigger_path, f.api_key);
+    println!(
+        "Then follow the call: curl {base}/api/v1/calls/<call_id> -H 'X-API-Key: {}'",
+        f.api_key
+    );
+    println!(
+        "Or trigger and watch it live: callgate call {} +14155550100 --api-key {}",
+        f.trigger_path, f.api_key
+    );
     println!();
 }
 

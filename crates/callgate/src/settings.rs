@@ -88,7 +88,9 @@ fn read_file(path: Option<&PathBuf>) -> Result<FileConfig> {
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => toml::from_str(&text).with_context(|| format!("invalid {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
@@ -116,7 +118,11 @@ pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<(Config, Option<String>)
         .or(file.admin_token)
         .filter(|t| !t.is_empty())
         .map(Secret::new);
-    if cfg.admin_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+    if cfg
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().len() < 16)
+    {
         bail!("the admin token must be at least 16 characters");
     }
     cfg.server_key = s.server_key.clone().or(file.server_key).map(Secret::new);

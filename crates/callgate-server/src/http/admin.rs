@@ -16,15 +16,27 @@ use serde_json::{Value, json};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/api/v1/admin/organizations", post(create_org).get(list_orgs))
-        .route("/api/v1/admin/organizations/{org_id}/users", post(create_user))
+        .route(
+            "/api/v1/admin/organizations",
+            post(create_org).get(list_orgs),
+        )
+        .route(
+            "/api/v1/admin/organizations/{org_id}/users",
+            post(create_user),
+        )
         .route(
             "/api/v1/admin/organizations/{org_id}/users/{user_id}",
             put(update_user),
         )
-        .route("/api/v1/admin/organizations/{org_id}/api-keys", post(create_key))
+        .route(
+            "/api/v1/admin/organizations/{org_id}/api-keys",
+            post(create_key),
+        )
         .route("/api/v1/admin/organizations/{org_id}/quota", put(set_quota))
-        .route("/api/v1/admin/organizations/{org_id}/settings", put(set_settings))
+        .route(
+            "/api/v1/admin/organizations/{org_id}/settings",
+            put(set_settings),
+        )
 }
 
 const ORG_NOT_FOUND: (&str, &str) = ("organization_not_found", "Organization not found");
@@ -42,15 +54,23 @@ async fn create_org(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = b.name.trim();
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::invalid_field("/name", "name must be 1 to 255 characters"));
+        return Err(ApiError::invalid_field(
+            "/name",
+            "name must be 1 to 255 characters",
+        ));
     }
     let org = s.store.create_org(name, s.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": org.id, "name": org.name}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": org.id, "name": org.name})),
+    ))
 }
 
 async fn list_orgs(State(s): State<SharedState>, _: InstanceAdmin) -> ApiResult<Json<Value>> {
     let orgs = s.store.list_orgs().await?;
-    Ok(Json(Value::Array(orgs.iter().map(views::settings_json).collect())))
+    Ok(Json(Value::Array(
+        orgs.iter().map(views::settings_json).collect(),
+    )))
 }
 
 #[derive(Deserialize)]
@@ -67,14 +87,19 @@ async fn create_user(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let email = b.email.trim();
     if !email.contains('@') || email.len() > 320 {
-        return Err(ApiError::invalid_field("/email", "email must be an email address"));
+        return Err(ApiError::invalid_field(
+            "/email",
+            "email must be an email address",
+        ));
     }
     let user = s
         .store
         .create_user(org_id, email, b.name.as_deref(), s.clock.now())
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(c) => ApiError::conflict(c, "A user with this email already exists"),
+            StoreError::Conflict(c) => {
+                ApiError::conflict(c, "A user with this email already exists")
+            }
             other => store_error(other, ORG_NOT_FOUND),
         })?;
     Ok((
@@ -100,7 +125,9 @@ async fn update_user(
         .await
         .map_err(|e| store_error(e, USER_NOT_FOUND))?;
     s.catalog.invalidate_all();
-    Ok(Json(json!({"id": user.id, "email": user.email, "active": user.active})))
+    Ok(Json(
+        json!({"id": user.id, "email": user.email, "active": user.active}),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -18,7 +18,10 @@ pub fn router() -> Router<SharedState> {
         .route("/api/v1/calls", get(list))
         .route("/api/v1/calls/{call_id}", get(one))
         .route("/api/v1/workflow/{workflow_id}/runs", get(dograh_list))
-        .route("/api/v1/workflow/{workflow_id}/runs/{run_id}", get(dograh_one))
+        .route(
+            "/api/v1/workflow/{workflow_id}/runs/{run_id}",
+            get(dograh_one),
+        )
 }
 
 const RUN_NOT_FOUND: (&str, &str) = ("call_not_found", "Call not found");
@@ -75,7 +78,10 @@ async fn list(
     }
     let before_id = q
         .cursor
-        .map(|c| c.parse::<i64>().map_err(|_| bad_query("cursor", "is not a valid cursor")))
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| bad_query("cursor", "is not a valid cursor"))
+        })
         .transpose()?;
     let filter = RunFilter {
         status: q
@@ -88,9 +94,11 @@ async fn list(
             .transpose()?,
         agent_id: q.agent_id,
         external_id: q.external_id,
-        phone_number: q
-            .phone_number
-            .map(|p| callgate_domain::E164::parse(&p).map(|e| e.as_str().to_owned()).unwrap_or(p)),
+        phone_number: q.phone_number.map(|p| {
+            callgate_domain::E164::parse(&p)
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or(p)
+        }),
         created_after: parse_time("created_after", q.created_after)?,
         created_before: parse_time("created_before", q.created_before)?,
         before_id,
@@ -122,7 +130,10 @@ async fn dograh_one(
         .await
         .map_err(|e| store_error(e, DOGRAH_RUN_NOT_FOUND))?;
     if run.agent_id != workflow_id {
-        return Err(ApiError::not_found(DOGRAH_RUN_NOT_FOUND.0, DOGRAH_RUN_NOT_FOUND.1));
+        return Err(ApiError::not_found(
+            DOGRAH_RUN_NOT_FOUND.0,
+            DOGRAH_RUN_NOT_FOUND.1,
+        ));
     }
     Ok(Json(views::dograh_run_json(&run)))
 }

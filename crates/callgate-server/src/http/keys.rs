@@ -63,7 +63,10 @@ pub struct CreateKeyBody {
 pub fn check_key_name(name: &str) -> ApiResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::invalid_field("/name", "name must be 1 to 255 characters"));
+        return Err(ApiError::invalid_field(
+            "/name",
+            "name must be 1 to 255 characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -88,7 +91,9 @@ async fn create(
 
 async fn list(State(s): State<SharedState>, AdminKey(key): AdminKey) -> ApiResult<Json<Value>> {
     let keys = s.store.list_api_keys(key.org_id).await?;
-    Ok(Json(Value::Array(keys.iter().map(views::api_key_json).collect())))
+    Ok(Json(Value::Array(
+        keys.iter().map(views::api_key_json).collect(),
+    )))
 }
 
 const NOT_FOUND: (&str, &str) = ("api_key_not_found", "API key not found");

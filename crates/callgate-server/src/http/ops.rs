@@ -37,9 +37,5 @@ async fn metrics() -> Response {
     let body = crate::metrics::handle()
         .map(|h| h.render())
         .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

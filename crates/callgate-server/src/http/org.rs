@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/api/v1/organizations/settings", get(get_settings).put(put_settings))
+        .route(
+            "/api/v1/organizations/settings",
+            get(get_settings).put(put_settings),
+        )
         .route("/api/v1/organizations/limits", get(limits))
 }
 

@@ -153,7 +153,10 @@ struct Problem<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = Problem {
-            kind: format!("https://callgate.dev/problems/{}", self.code.replace('_', "-")),
+            kind: format!(
+                "https://callgate.dev/problems/{}",
+                self.code.replace('_', "-")
+            ),
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
             detail: &self.detail,

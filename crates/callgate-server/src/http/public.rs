@@ -22,8 +22,14 @@ pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/public/agent/{path}", post(trigger_production))
         .route("/api/v1/public/agent/test/{path}", post(trigger_test))
-        .route("/api/v1/public/agent/workflow/{uuid}", post(workflow_production))
-        .route("/api/v1/public/agent/test/workflow/{uuid}", post(workflow_test))
+        .route(
+            "/api/v1/public/agent/workflow/{uuid}",
+            post(workflow_production),
+        )
+        .route(
+            "/api/v1/public/agent/test/workflow/{uuid}",
+            post(workflow_test),
+        )
         .route("/api/v1/calls/outbound", post(outbound))
         .route("/api/v1/telephony/initiate-call", post(initiate_call))
 }
@@ -197,8 +203,13 @@ async fn accept(
         .get("idempotency-key")
         .map(|v| v.to_str().map(str::to_owned))
         .transpose()
-        .map_err(|_| ApiError::unprocessable("invalid_idempotency_key", "Idempotency-Key must be ASCII"))?;
-    if idem_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+        .map_err(|_| {
+            ApiError::unprocessable("invalid_idempotency_key", "Idempotency-Key must be ASCII")
+        })?;
+    if idem_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 255)
+    {
         return Err(ApiError::unprocessable(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 characters",
@@ -225,7 +236,11 @@ async fn accept(
             state,
             key: inflight_key,
         });
-        if let Some(resp) = replay(state, &call, key.org_id, key.id, &route_id, k, &body_hash, body).await? {
+        if let Some(resp) = replay(
+            state, &call, key.org_id, key.id, &route_id, k, &body_hash, body,
+        )
+        .await?
+        {
             return Ok(resp);
         }
         claim = Some(IdempotencyClaim {
@@ -254,7 +269,10 @@ async fn accept(
         (None, _) => match map.get("workflow_id") {
             Some(Value::Number(n)) if n.is_i64() => AgentRef::WorkflowId(n.as_i64().unwrap_or(0)),
             None | Some(Value::Null) => {
-                return Err(ApiError::invalid_field("/workflow_id", "workflow_id is required"));
+                return Err(ApiError::invalid_field(
+                    "/workflow_id",
+                    "workflow_id is required",
+                ));
             }
             Some(_) => {
                 return Err(ApiError::invalid_field(
@@ -285,8 +303,10 @@ async fn accept(
         Err(StoreError::Conflict("idempotency_key_reused")) => {
             // Another node took the key between our lookup and our write.
             if let Some(k) = &idem_key {
-                if let Some(resp) =
-                    replay(state, &call, key.org_id, key.id, &route_id, k, &body_hash, body).await?
+                if let Some(resp) = replay(
+                    state, &call, key.org_id, key.id, &route_id, k, &body_hash, body,
+                )
+                .await?
                 {
                     return Ok(resp);
                 }

@@ -19,7 +19,10 @@ use serde_json::{Map, Value};
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/api/v1/organizations/telephony-configs", get(list).post(create))
+        .route(
+            "/api/v1/organizations/telephony-configs",
+            get(list).post(create),
+        )
         .route(
             "/api/v1/organizations/telephony-configs/{id}",
             get(one).put(update).delete(remove),
@@ -106,7 +109,10 @@ struct CreateBody {
 fn check_name(name: &str) -> ApiResult<String> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 255 {
-        return Err(ApiError::invalid_field("/name", "name must be 1 to 255 characters"));
+        return Err(ApiError::invalid_field(
+            "/name",
+            "name must be 1 to 255 characters",
+        ));
     }
     Ok(n.to_owned())
 }
@@ -118,8 +124,13 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = check_name(&b.name)?;
     let credentials = b.credentials.unwrap_or_default();
-    let (sealed, fields, cps) =
-        check_config(&s, &b.provider, &credentials, b.calls_per_second, b.max_concurrent_calls)?;
+    let (sealed, fields, cps) = check_config(
+        &s,
+        &b.provider,
+        &credentials,
+        b.calls_per_second,
+        b.max_concurrent_calls,
+    )?;
     let cfg = s
         .store
         .create_config(
@@ -203,7 +214,11 @@ async fn update(
                 b.calls_per_second.or(Some(current.calls_per_second)),
                 b.max_concurrent_calls,
             )?;
-            (current.credentials_sealed.clone(), current.credential_fields.clone(), cps)
+            (
+                current.credentials_sealed.clone(),
+                current.credential_fields.clone(),
+                cps,
+            )
         }
     };
     let cfg = s
@@ -260,7 +275,9 @@ async fn list_numbers(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
     let c = load(&s, key.org_id, id).await?;
-    Ok(Json(Value::Array(c.numbers.iter().map(views::number_json).collect())))
+    Ok(Json(Value::Array(
+        c.numbers.iter().map(views::number_json).collect(),
+    )))
 }
 
 #[derive(Deserialize)]
@@ -272,16 +289,15 @@ struct NumberBody {
 }
 
 fn parse_address(a: &str) -> ApiResult<String> {
-    E164::parse(a)
-        .map(|e| e.as_str().to_owned())
-        .map_err(|_| {
-            ApiError::unprocessable("invalid_phone_number", "Invalid phone number format")
-                .with_errors(vec![crate::http::problem::FieldError::new(
-                    "/address",
-                    "invalid_phone_number",
-                    "address must be an E.164 phone number",
-                )])
-        })
+    E164::parse(a).map(|e| e.as_str().to_owned()).map_err(|_| {
+        ApiError::unprocessable("invalid_phone_number", "Invalid phone number format").with_errors(
+            vec![crate::http::problem::FieldError::new(
+                "/address",
+                "invalid_phone_number",
+                "address must be an E.164 phone number",
+            )],
+        )
+    })
 }
 
 fn number_error(e: StoreError) -> ApiError {
@@ -348,7 +364,9 @@ async fn update_number(
             PhoneNumberFields {
                 address,
                 label: b.label.or_else(|| current.label.clone()),
-                is_default_caller_id: b.is_default_caller_id.unwrap_or(current.is_default_caller_id),
+                is_default_caller_id: b
+                    .is_default_caller_id
+                    .unwrap_or(current.is_default_caller_id),
                 is_active: b.is_active.unwrap_or(current.is_active),
             },
         )

@@ -46,7 +46,11 @@ fn definition_errors(status: u16, errors: Vec<DefinitionError>) -> ApiError {
             FieldError::new(&pointer, "invalid_definition", e.message.clone())
         })
         .collect();
-    let code = if status == 422 { "invalid_definition" } else { "bad_definition" };
+    let code = if status == 422 {
+        "invalid_definition"
+    } else {
+        "bad_definition"
+    };
     ApiError::unprocessable(code, format!("Invalid workflow definition: {detail}"))
         .with_errors(fields)
         .with_extra("is_valid", json!(false))
@@ -72,7 +76,9 @@ fn map_conflict(e: StoreError) -> ApiError {
         StoreError::Conflict("user_not_found") => {
             ApiError::not_found("user_not_found", "User not found in this organization")
         }
-        StoreError::Conflict("no_draft") => ApiError::bad_request("no_draft", "No draft to publish"),
+        StoreError::Conflict("no_draft") => {
+            ApiError::bad_request("no_draft", "No draft to publish")
+        }
         other => store_error(other, NOT_FOUND),
     }
 }
@@ -90,7 +96,10 @@ async fn create(
 ) -> ApiResult<Json<Value>> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::invalid_field("/name", "name must be 1 to 255 characters"));
+        return Err(ApiError::invalid_field(
+            "/name",
+            "name must be 1 to 255 characters",
+        ));
     }
     let (definition, trigger_paths) = parse_definition(body.workflow_definition)?;
     let bundle = s
@@ -169,7 +178,10 @@ async fn update(
     load(&s, key.org_id, id).await?;
     let name = match body.name.map(|n| n.trim().to_owned()) {
         Some(n) if n.is_empty() || n.chars().count() > 255 => {
-            return Err(ApiError::invalid_field("/name", "name must be 1 to 255 characters"));
+            return Err(ApiError::invalid_field(
+                "/name",
+                "name must be 1 to 255 characters",
+            ));
         }
         other => other,
     };

@@ -95,7 +95,12 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
             }
             let claimed = match state
                 .store
-                .claim_runs(config_id, slots as u32, &state.config.node_id, state.clock.now())
+                .claim_runs(
+                    config_id,
+                    slots as u32,
+                    &state.config.node_id,
+                    state.clock.now(),
+                )
                 .await
             {
                 Ok(c) => c,

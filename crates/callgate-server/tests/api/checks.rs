@@ -20,7 +20,9 @@ fn assert_problem(r: &callgate_testkit::Resp, status: u16, code: &str, detail: &
 }
 
 async fn runs_count(app: &TestApp) -> usize {
-    let r = app.get("/api/v1/calls?limit=100", &app.tenant.api_key).await;
+    let r = app
+        .get("/api/v1/calls?limit=100", &app.tenant.api_key)
+        .await;
     r.body["data"].as_array().unwrap().len()
 }
 
@@ -36,14 +38,19 @@ async fn a_valid_trigger_is_accepted_with_the_dograh_response_and_a_location() {
     assert_eq!(r.body["agent_version"], 1);
     assert_eq!(r.body["telephony_configuration_id"], app.tenant.config_id);
     let call_id = r.body["call_id"].as_str().unwrap();
-    assert_eq!(r.header("location"), Some(format!("/api/v1/calls/{call_id}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/api/v1/calls/{call_id}").as_str())
+    );
 }
 
 #[tokio::test]
 async fn check_1_a_missing_api_key_is_401() {
     let app = TestApp::spawn().await;
     let path = format!("/api/v1/public/agent/{}", app.tenant.trigger_path);
-    let r = app.send(app.client.post(app.url(&path)).json(&ok_body())).await;
+    let r = app
+        .send(app.client.post(app.url(&path)).json(&ok_body()))
+        .await;
     assert_problem(&r, 401, "missing_api_key", "Missing API key");
 }
 
@@ -56,15 +63,30 @@ async fn check_2_an_unknown_or_archived_key_is_401() {
 
     // A key archived through the API stops working at once, and works again when reactivated.
     let key = &app.tenant.api_key;
-    let created = app.post("/api/v1/user/api-keys", key, &json!({"name": "ci"})).await;
+    let created = app
+        .post("/api/v1/user/api-keys", key, &json!({"name": "ci"}))
+        .await;
     assert_eq!(created.status, 200, "{}", created.text);
     let second = created.body["api_key"].as_str().unwrap().to_owned();
     let id = created.body["id"].as_i64().unwrap();
     assert_eq!(app.post(&path, &second, &ok_body()).await.status, 200);
-    let del = app.delete(&format!("/api/v1/user/api-keys/{id}"), key).await;
+    let del = app
+        .delete(&format!("/api/v1/user/api-keys/{id}"), key)
+        .await;
     assert_eq!(del.status, 200, "{}", del.text);
-    assert_problem(&app.post(&path, &second, &ok_body()).await, 401, "invalid_api_key", "Invalid API key");
-    let re = app.put(&format!("/api/v1/user/api-keys/{id}/reactivate"), key, &json!({})).await;
+    assert_problem(
+        &app.post(&path, &second, &ok_body()).await,
+        401,
+        "invalid_api_key",
+        "Invalid API key",
+    );
+    let re = app
+        .put(
+            &format!("/api/v1/user/api-keys/{id}/reactivate"),
+            key,
+            &json!({}),
+        )
+        .await;
     assert_eq!(re.status, 200, "{}", re.text);
     assert_eq!(app.post(&path, &second, &ok_body()).await.status, 200);
 }
@@ -96,15 +118,25 @@ async fn check_3_bodies_that_are_not_json_objects_or_have_wrong_types_are_422() 
     ] {
         let r = app.trigger(&body).await;
         assert_problem(&r, 422, "invalid_body", "");
-        assert!(r.body["errors"][0]["pointer"].as_str().unwrap().starts_with('/'));
+        assert!(
+            r.body["errors"][0]["pointer"]
+                .as_str()
+                .unwrap()
+                .starts_with('/')
+        );
     }
-    assert_eq!(runs_count(&app).await, 0, "a rejected trigger created a run");
+    assert_eq!(
+        runs_count(&app).await,
+        0,
+        "a rejected trigger created a run"
+    );
 }
 
 #[tokio::test]
 async fn check_3_an_initial_context_too_large_or_too_deep_is_422() {
     let app = TestApp::spawn().await;
-    let big = json!({"phone_number": "+14155550100", "initial_context": {"blob": "x".repeat(70 * 1024)}});
+    let big =
+        json!({"phone_number": "+14155550100", "initial_context": {"blob": "x".repeat(70 * 1024)}});
     let r = app.trigger(&big).await;
     assert_problem(&r, 422, "invalid_body", "");
     assert!(r.detail().contains("65536"), "{}", r.text);
@@ -112,7 +144,9 @@ async fn check_3_an_initial_context_too_large_or_too_deep_is_422() {
     for _ in 0..20 {
         deep = json!({"n": deep});
     }
-    let r = app.trigger(&json!({"phone_number": "+14155550100", "initial_context": deep})).await;
+    let r = app
+        .trigger(&json!({"phone_number": "+14155550100", "initial_context": deep}))
+        .await;
     assert_problem(&r, 422, "invalid_body", "");
     // A body over 256 KiB is refused before parsing.
     let huge = json!({"phone_number": "+14155550100", "initial_context": {"blob": "x".repeat(300 * 1024)}});
@@ -132,14 +166,31 @@ async fn check_4_a_missing_phone_number_is_422() {
 #[tokio::test]
 async fn check_5_an_invalid_phone_number_is_422_and_formatting_is_stripped() {
     let app = TestApp::spawn().await;
-    for bad in ["12345", "+1", "+1415555010a", "4155550100", "+15550001234", "+999999999999999999"] {
+    for bad in [
+        "12345",
+        "+1",
+        "+1415555010a",
+        "4155550100",
+        "+15550001234",
+        "+999999999999999999",
+    ] {
         let r = app.trigger(&json!({"phone_number": bad})).await;
-        assert_problem(&r, 422, "invalid_phone_number", "Invalid phone number format");
+        assert_problem(
+            &r,
+            422,
+            "invalid_phone_number",
+            "Invalid phone number format",
+        );
     }
-    let r = app.trigger(&json!({"phone_number": "+1 (415) 555-0100"})).await;
+    let r = app
+        .trigger(&json!({"phone_number": "+1 (415) 555-0100"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let run = app
-        .get(&format!("/api/v1/calls/{}", r.body["call_id"].as_str().unwrap()), &app.tenant.api_key)
+        .get(
+            &format!("/api/v1/calls/{}", r.body["call_id"].as_str().unwrap()),
+            &app.tenant.api_key,
+        )
         .await;
     assert_eq!(run.body["phone_number"], "+14155550100");
 }
@@ -148,14 +199,32 @@ async fn check_5_an_invalid_phone_number_is_422_and_formatting_is_stripped() {
 async fn check_6_an_unknown_trigger_path_or_a_workflow_uuid_on_the_trigger_route_is_404() {
     let app = TestApp::spawn().await;
     let key = &app.tenant.api_key;
-    let r = app.post("/api/v1/public/agent/no-such-trigger", key, &ok_body()).await;
+    let r = app
+        .post("/api/v1/public/agent/no-such-trigger", key, &ok_body())
+        .await;
     assert_problem(&r, 404, "trigger_not_found", "Agent trigger not found");
     let wf = format!("/api/v1/public/agent/{}", app.tenant.workflow_uuid);
-    assert_problem(&app.post(&wf, key, &ok_body()).await, 404, "trigger_not_found", "Agent trigger not found");
+    assert_problem(
+        &app.post(&wf, key, &ok_body()).await,
+        404,
+        "trigger_not_found",
+        "Agent trigger not found",
+    );
     // An archived agent's trigger stops working.
-    let a = app.post(&format!("/api/v1/workflow/{}/archive", app.tenant.agent_id), key, &json!({})).await;
+    let a = app
+        .post(
+            &format!("/api/v1/workflow/{}/archive", app.tenant.agent_id),
+            key,
+            &json!({}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", a.text);
-    assert_problem(&app.trigger(&ok_body()).await, 404, "trigger_not_found", "Agent trigger not found");
+    assert_problem(
+        &app.trigger(&ok_body()).await,
+        404,
+        "trigger_not_found",
+        "Agent trigger not found",
+    );
 }
 
 #[tokio::test]
@@ -163,7 +232,11 @@ async fn check_7_a_trigger_or_agent_of_another_organisation_is_403() {
     let app = TestApp::spawn().await;
     let other = app.add_tenant("Globex").await;
     let r = app
-        .post(&format!("/api/v1/public/agent/{}", app.tenant.trigger_path), &other.api_key, &ok_body())
+        .post(
+            &format!("/api/v1/public/agent/{}", app.tenant.trigger_path),
+            &other.api_key,
+            &ok_body(),
+        )
         .await;
     assert_problem(&r, 403, "forbidden", "Access denied");
     let r = app
@@ -182,7 +255,11 @@ async fn check_8_a_key_scoped_to_other_agents_or_the_other_environment_is_403() 
     let app = TestApp::spawn().await;
     let key = &app.tenant.api_key;
     let scoped = app
-        .post("/api/v1/user/api-keys", key, &json!({"name": "other agent", "scopes": {"agents": [999]}}))
+        .post(
+            "/api/v1/user/api-keys",
+            key,
+            &json!({"name": "other agent", "scopes": {"agents": [999]}}),
+        )
         .await;
     let scoped = scoped.body["api_key"].as_str().unwrap().to_owned();
     let prod = format!("/api/v1/public/agent/{}", app.tenant.trigger_path);
@@ -200,7 +277,12 @@ async fn check_8_a_key_scoped_to_other_agents_or_the_other_environment_is_403() 
         )
         .await;
     let test_only = test_only.body["api_key"].as_str().unwrap().to_owned();
-    assert_problem(&app.post(&prod, &test_only, &ok_body()).await, 403, "forbidden_scope", "");
+    assert_problem(
+        &app.post(&prod, &test_only, &ok_body()).await,
+        403,
+        "forbidden_scope",
+        "",
+    );
     let test = format!("/api/v1/public/agent/test/{}", app.tenant.trigger_path);
     assert_eq!(app.post(&test, &test_only, &ok_body()).await.status, 200);
 }
@@ -233,18 +315,37 @@ async fn check_9_a_disabled_trigger_is_404_only_where_that_version_executes() {
     // Production still runs the published version, whose trigger is enabled.
     assert_eq!(app.trigger(&ok_body()).await.status, 200);
     let p = app
-        .post(&format!("/api/v1/workflow/{}/publish", app.tenant.agent_id), &app.tenant.api_key, &json!({}))
+        .post(
+            &format!("/api/v1/workflow/{}/publish", app.tenant.agent_id),
+            &app.tenant.api_key,
+            &json!({}),
+        )
         .await;
     assert_eq!(p.status, 200, "{}", p.text);
-    assert_problem(&app.trigger(&ok_body()).await, 404, "trigger_inactive", "Agent trigger is not active");
+    assert_problem(
+        &app.trigger(&ok_body()).await,
+        404,
+        "trigger_inactive",
+        "Agent trigger is not active",
+    );
 }
 
 #[tokio::test]
 async fn check_10_an_unknown_workflow_uuid_is_404() {
     let app = TestApp::spawn().await;
     let key = &app.tenant.api_key;
-    for id in ["3f2a1c4d-0000-4000-8000-000000000000", "not-a-uuid", app.tenant.trigger_path.as_str()] {
-        let r = app.post(&format!("/api/v1/public/agent/workflow/{id}"), key, &ok_body()).await;
+    for id in [
+        "3f2a1c4d-0000-4000-8000-000000000000",
+        "not-a-uuid",
+        app.tenant.trigger_path.as_str(),
+    ] {
+        let r = app
+            .post(
+                &format!("/api/v1/public/agent/workflow/{id}"),
+                key,
+                &ok_body(),
+            )
+            .await;
         assert_problem(&r, 404, "workflow_not_found", "Workflow not found");
     }
 }
@@ -253,9 +354,18 @@ async fn check_10_an_unknown_workflow_uuid_is_404() {
 async fn check_11_an_archived_workflow_is_404_on_the_workflow_route() {
     let app = TestApp::spawn().await;
     let key = &app.tenant.api_key;
-    app.post(&format!("/api/v1/workflow/{}/archive", app.tenant.agent_id), key, &json!({})).await;
+    app.post(
+        &format!("/api/v1/workflow/{}/archive", app.tenant.agent_id),
+        key,
+        &json!({}),
+    )
+    .await;
     let r = app
-        .post(&format!("/api/v1/public/agent/workflow/{}", app.tenant.workflow_uuid), key, &ok_body())
+        .post(
+            &format!("/api/v1/public/agent/workflow/{}", app.tenant.workflow_uuid),
+            key,
+            &ok_body(),
+        )
         .await;
     assert_problem(&r, 404, "workflow_inactive", "Workflow is not active");
 }
@@ -268,7 +378,11 @@ async fn check_12_and_13_nothing_to_execute_or_a_path_missing_from_the_executed_
     let mut def = definition_with_trigger(None);
     def["nodes"].as_array_mut().unwrap().remove(2);
     let r = app
-        .put(&format!("/api/v1/workflow/{}", app.tenant.agent_id), key, &json!({"workflow_definition": def}))
+        .put(
+            &format!("/api/v1/workflow/{}", app.tenant.agent_id),
+            key,
+            &json!({"workflow_definition": def}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let test = format!("/api/v1/public/agent/test/{}", app.tenant.trigger_path);
@@ -288,12 +402,20 @@ async fn check_14_an_agent_whose_owner_is_deactivated_is_409_until_reassigned() 
     let r = app
         .admin(
             Method::PUT,
-            &format!("/api/v1/admin/organizations/{}/users/{}", t.org_id, t.user_id),
+            &format!(
+                "/api/v1/admin/organizations/{}/users/{}",
+                t.org_id, t.user_id
+            ),
             &json!({"active": false}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_problem(&app.trigger(&ok_body()).await, 409, "no_execution_owner", "Workflow has no execution owner");
+    assert_problem(
+        &app.trigger(&ok_body()).await,
+        409,
+        "no_execution_owner",
+        "Workflow has no execution owner",
+    );
     let u = app
         .admin(
             Method::POST,
@@ -303,7 +425,11 @@ async fn check_14_an_agent_whose_owner_is_deactivated_is_409_until_reassigned() 
         .await;
     assert_eq!(u.status, 201, "{}", u.text);
     let owner = app
-        .put(&format!("/api/v1/workflow/{}/owner", t.agent_id), &t.api_key, &json!({"user_id": u.body["id"]}))
+        .put(
+            &format!("/api/v1/workflow/{}/owner", t.agent_id),
+            &t.api_key,
+            &json!({"user_id": u.body["id"]}),
+        )
         .await;
     assert_eq!(owner.status, 200, "{}", owner.text);
     assert_eq!(app.trigger(&ok_body()).await.status, 200);
@@ -320,12 +446,29 @@ async fn check_15_declared_variables_missing_or_of_the_wrong_type_are_422_listin
         {"name": "vip", "type": "boolean", "required": false, "default": false}
     ]);
     let key = &app.tenant.api_key;
-    app.put(&format!("/api/v1/workflow/{}", app.tenant.agent_id), key, &json!({"workflow_definition": def}))
+    app.put(
+        &format!("/api/v1/workflow/{}", app.tenant.agent_id),
+        key,
+        &json!({"workflow_definition": def}),
+    )
+    .await;
+    let p = app
+        .post(
+            &format!("/api/v1/workflow/{}/publish", app.tenant.agent_id),
+            key,
+            &json!({}),
+        )
         .await;
-    let p = app.post(&format!("/api/v1/workflow/{}/publish", app.tenant.agent_id), key, &json!({})).await;
     assert_eq!(p.status, 200, "{}", p.text);
-    let r = app.trigger(&json!({"phone_number": "+14155550100", "initial_context": {"age": "old"}})).await;
-    assert_problem(&r, 422, "invalid_variables", "Missing or invalid variables: customer_name, age");
+    let r = app
+        .trigger(&json!({"phone_number": "+14155550100", "initial_context": {"age": "old"}}))
+        .await;
+    assert_problem(
+        &r,
+        422,
+        "invalid_variables",
+        "Missing or invalid variables: customer_name, age",
+    );
     assert_eq!(r.body["errors"].as_array().unwrap().len(), 2);
     let r = app
         .trigger(&json!({"phone_number": "+14155550100", "initial_context": {"customer_name": "Jo", "age": 40}}))
@@ -341,7 +484,12 @@ async fn check_16_an_unknown_or_foreign_configuration_id_is_404() {
         let r = app
             .trigger(&json!({"phone_number": "+14155550100", "telephony_configuration_id": id}))
             .await;
-        assert_problem(&r, 404, "telephony_configuration_not_found", "Telephony configuration not found");
+        assert_problem(
+            &r,
+            404,
+            "telephony_configuration_not_found",
+            "Telephony configuration not found",
+        );
     }
 }
 
@@ -350,7 +498,13 @@ async fn check_17_no_active_configuration_is_400() {
     let app = TestApp::spawn().await;
     let key = &app.tenant.api_key;
     let d = app
-        .delete(&format!("/api/v1/organizations/telephony-configs/{}", app.tenant.config_id), key)
+        .delete(
+            &format!(
+                "/api/v1/organizations/telephony-configs/{}",
+                app.tenant.config_id
+            ),
+            key,
+        )
         .await;
     assert_eq!(d.status, 204, "{}", d.text);
     assert_problem(
@@ -374,16 +528,34 @@ async fn check_18_a_configuration_that_is_not_ready_is_400_with_its_reason() {
         )
         .await;
     assert_eq!(c.status, 201, "{}", c.text);
-    assert!(!c.text.contains("secret-token"), "credentials leaked: {}", c.text);
+    assert!(
+        !c.text.contains("secret-token"),
+        "credentials leaked: {}",
+        c.text
+    );
     let r = app
-        .trigger(&json!({"phone_number": "+14155550100", "telephony_configuration_id": c.body["id"]}))
+        .trigger(
+            &json!({"phone_number": "+14155550100", "telephony_configuration_id": c.body["id"]}),
+        )
         .await;
     assert_problem(&r, 400, "telephony_not_ready", "");
-    assert!(r.detail().starts_with("'Twilio US' is not ready for outbound calls."), "{}", r.text);
+    assert!(
+        r.detail()
+            .starts_with("'Twilio US' is not ready for outbound calls."),
+        "{}",
+        r.text
+    );
     assert!(r.detail().contains("caller-ID"), "{}", r.text);
     // Made default but not ready: the next ready configuration (the simulator) is used.
-    app.post(&format!("/api/v1/organizations/telephony-configs/{}/set-default-outbound", c.body["id"]), key, &json!({}))
-        .await;
+    app.post(
+        &format!(
+            "/api/v1/organizations/telephony-configs/{}/set-default-outbound",
+            c.body["id"]
+        ),
+        key,
+        &json!({}),
+    )
+    .await;
     let r = app.trigger(&ok_body()).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["telephony_configuration_id"], app.tenant.config_id);
@@ -403,8 +575,15 @@ async fn check_19_a_caller_id_that_is_not_an_active_number_of_the_configuration_
         .await;
     assert_eq!(n.status, 201, "{}", n.text);
     for id in [n.body["id"].as_i64().unwrap(), 4242] {
-        let r = app.trigger(&json!({"phone_number": "+14155550100", "from_phone_number_id": id})).await;
-        assert_problem(&r, 400, "from_phone_number_not_found", "from_phone_number_not_found");
+        let r = app
+            .trigger(&json!({"phone_number": "+14155550100", "from_phone_number_id": id}))
+            .await;
+        assert_problem(
+            &r,
+            400,
+            "from_phone_number_not_found",
+            "from_phone_number_not_found",
+        );
     }
     let active = app
         .post(
@@ -414,7 +593,9 @@ async fn check_19_a_caller_id_that_is_not_an_active_number_of_the_configuration_
         )
         .await;
     let r = app
-        .trigger(&json!({"phone_number": "+14155550100", "from_phone_number_id": active.body["id"]}))
+        .trigger(
+            &json!({"phone_number": "+14155550100", "from_phone_number_id": active.body["id"]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["from_number"], "+14155550142");
@@ -431,7 +612,12 @@ async fn check_20_an_exhausted_quota_is_402() {
         )
         .await;
     assert_eq!(q.status, 200, "{}", q.text);
-    assert_problem(&app.trigger(&ok_body()).await, 402, "quota_exhausted", "Quota exhausted: no call minutes left");
+    assert_problem(
+        &app.trigger(&ok_body()).await,
+        402,
+        "quota_exhausted",
+        "Quota exhausted: no call minutes left",
+    );
     assert_eq!(runs_count(&app).await, 0);
 }
 
@@ -452,7 +638,12 @@ async fn check_21_over_capacity_with_the_reject_policy_or_a_full_queue_is_429() 
     assert_eq!(s.status, 200, "{}", s.text);
     assert_eq!(app.trigger(&ok_body()).await.status, 200);
     let r = app.trigger(&ok_body()).await;
-    assert_problem(&r, 429, "concurrency_limit_reached", "Concurrent call limit reached");
+    assert_problem(
+        &r,
+        429,
+        "concurrency_limit_reached",
+        "Concurrent call limit reached",
+    );
     assert!(r.header("retry-after").is_some());
 
     // With the queue policy, a full queue is 429 too.
@@ -464,7 +655,12 @@ async fn check_21_over_capacity_with_the_reject_policy_or_a_full_queue_is_429() 
     .await;
     assert_eq!(app.trigger(&ok_body()).await.status, 200);
     let r = app.trigger(&ok_body()).await;
-    assert_problem(&r, 429, "concurrency_limit_reached", "Concurrent call limit reached");
+    assert_problem(
+        &r,
+        429,
+        "concurrency_limit_reached",
+        "Concurrent call limit reached",
+    );
 }
 
 #[tokio::test]
@@ -485,7 +681,12 @@ async fn check_22_prefer_wait_reports_a_provider_rejection_as_400_and_keeps_the_
         )
         .await;
     assert_problem(&r, 400, "dial_failed", "");
-    assert!(r.detail().starts_with("Failed to initiate call: simulated carrier rejected"), "{}", r.text);
+    assert!(
+        r.detail()
+            .starts_with("Failed to initiate call: simulated carrier rejected"),
+        "{}",
+        r.text
+    );
     let run = app
         .wait_for_end(&app.tenant.api_key, r.body["call_id"].as_str().unwrap())
         .await;

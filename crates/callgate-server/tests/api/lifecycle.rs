@@ -38,7 +38,11 @@ fn statuses(run: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_completed_call_goes_from_queued_to_ended_with_a_transcript_opening_with_the_greeting() {
-    let app = TestApp::spawn_with(Options { simulator: sim_rules(), ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options {
+        simulator: sim_rules(),
+        ..Options::default()
+    })
+    .await;
     let run = call(&app, "+14155550100").await;
     assert_eq!(run["outcome"], "completed");
     assert_eq!(run["answered_by"], "human");
@@ -57,7 +61,11 @@ async fn a_completed_call_goes_from_queued_to_ended_with_a_transcript_opening_wi
 
 #[tokio::test]
 async fn busy_no_answer_failed_and_voicemail_each_end_with_their_outcome() {
-    let app = TestApp::spawn_with(Options { simulator: sim_rules(), ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options {
+        simulator: sim_rules(),
+        ..Options::default()
+    })
+    .await;
     for (phone, outcome, answered) in [
         ("+14155550101", "busy", false),
         ("+14155550102", "no_answer", false),
@@ -81,18 +89,35 @@ async fn busy_no_answer_failed_and_voicemail_each_end_with_their_outcome() {
 
 #[tokio::test]
 async fn billable_seconds_are_deducted_from_the_quota_when_a_call_ends() {
-    let app = TestApp::spawn_with(Options { simulator: sim_rules(), ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options {
+        simulator: sim_rules(),
+        ..Options::default()
+    })
+    .await;
     let org = app.tenant.org_id;
-    app.admin(Method::PUT, &format!("/api/v1/admin/organizations/{org}/quota"), &json!({"quota_seconds_remaining": 100}))
-        .await;
+    app.admin(
+        Method::PUT,
+        &format!("/api/v1/admin/organizations/{org}/quota"),
+        &json!({"quota_seconds_remaining": 100}),
+    )
+    .await;
     let run = call(&app, "+14155550100").await;
     let billed = run["duration_seconds"].as_i64().unwrap();
     assert!(billed >= 2);
-    let limits = app.get("/api/v1/organizations/limits", &app.tenant.api_key).await;
-    assert_eq!(limits.body["quota_seconds_remaining"], 100 - billed, "{}", limits.text);
+    let limits = app
+        .get("/api/v1/organizations/limits", &app.tenant.api_key)
+        .await;
+    assert_eq!(
+        limits.body["quota_seconds_remaining"],
+        100 - billed,
+        "{}",
+        limits.text
+    );
     // Unanswered calls cost nothing.
     call(&app, "+14155550101").await;
-    let limits = app.get("/api/v1/organizations/limits", &app.tenant.api_key).await;
+    let limits = app
+        .get("/api/v1/organizations/limits", &app.tenant.api_key)
+        .await;
     assert_eq!(limits.body["quota_seconds_remaining"], 100 - billed);
 }
 
@@ -125,7 +150,12 @@ async fn a_configuration_at_5_calls_per_second_never_starts_more_than_5_dials_in
     starts.sort_unstable();
     let worst = starts
         .iter()
-        .map(|&t| starts.iter().filter(|&&s| s >= t && s < t + 1_000_000_000).count())
+        .map(|&t| {
+            starts
+                .iter()
+                .filter(|&&s| s >= t && s < t + 1_000_000_000)
+                .count()
+        })
         .max()
         .unwrap();
     assert!(worst <= 5, "{worst} dials started within one second");
@@ -136,12 +166,24 @@ async fn a_configuration_at_5_calls_per_second_never_starts_more_than_5_dials_in
     let runs: Vec<i64> = {
         let mut v = Vec::new();
         for id in &ids {
-            let r = app.get(&format!("/api/v1/calls/{id}"), &app.tenant.api_key).await;
-            v.push(r.body["dialed_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_nanosecond() as i64);
+            let r = app
+                .get(&format!("/api/v1/calls/{id}"), &app.tenant.api_key)
+                .await;
+            v.push(
+                r.body["dialed_at"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .as_nanosecond() as i64,
+            );
         }
         v
     };
-    assert!(runs.windows(2).all(|w| w[0] <= w[1]), "runs were not dialled oldest first");
+    assert!(
+        runs.windows(2).all(|w| w[0] <= w[1]),
+        "runs were not dialled oldest first"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +213,10 @@ async fn the_organisation_concurrency_limit_holds_while_calls_queue() {
         spans.push((d.as_nanosecond(), e.as_nanosecond()));
     }
     for &(start, _) in &spans {
-        let live = spans.iter().filter(|&&(d, e)| d <= start && start < e).count();
+        let live = spans
+            .iter()
+            .filter(|&&(d, e)| d <= start && start < e)
+            .count();
         assert!(live <= 2, "{live} calls were live at once");
     }
 }
