@@ -14,8 +14,10 @@ const SECOND_NS: i128 = 1_000_000_000;
 const CATCH_UP_NS: i128 = 20_000_000;
 
 /// Pacing state of one telephony configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pacer {
+    /// The rate this state was built for; a changed rate starts a fresh schedule.
+    calls_per_second: f64,
     interval_ns: i128,
     per_window: usize,
     next_slot_ns: Option<i128>,
@@ -34,11 +36,17 @@ impl Pacer {
         let interval_ns = ((SECOND_NS as f64) / cps).round().max(1.0) as i128;
         let per_window = (cps.floor() as usize).max(1);
         Self {
+            calls_per_second,
             interval_ns,
             per_window,
             next_slot_ns: None,
             recent: VecDeque::with_capacity(per_window + 1),
         }
+    }
+
+    /// The configured rate this pacer enforces.
+    pub fn calls_per_second(&self) -> f64 {
+        self.calls_per_second
     }
 
     /// Earliest time (ns) a dial may start, given `now_ns`.

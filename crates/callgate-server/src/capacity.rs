@@ -62,6 +62,17 @@ impl Capacity {
         });
     }
 
+    /// Another node queued work for this configuration; make sure it is looked at.
+    pub fn hinted(&self, org: OrgId, config: ConfigId) {
+        self.with(|c| {
+            let e = c.queued_by_config.entry(config).or_insert((org, 0));
+            if e.1 == 0 {
+                e.1 = 1;
+                *c.queued_by_org.entry(org).or_default() += 1;
+            }
+        });
+    }
+
     /// `n` queued runs of a configuration started dialling.
     pub fn dialled(&self, org: OrgId, config: ConfigId, n: i64) {
         self.with(|c| {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod claims;
 mod conn;
 mod runs;
 mod schema;

@@ -534,51 +534,21 @@ impl RunStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<ClaimedRun>> {
         let node = node.to_owned();
-        self.write(move |c| {
-            let mut st = c
-                .prepare_cached(
-                    "UPDATE runs SET status = 'dialing', dialed_at = ?3, lease_owner = ?4
-                     WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
-                                  AND scheduled_for <= ?3 ORDER BY id LIMIT ?2)
-                     RETURNING id, call_id, org_id, config_id, phone_number, from_number,
-                               greeting, created_at, attempt",
-                )
-                .map_err(db_err)?;
-            let mut claimed: Vec<ClaimedRun> = st
-                .query_map(params![config, limit, ts(now), node], |r| {
-                    let call_id: String = r.get(1)?;
-                    Ok(ClaimedRun {
-                        id: r.get(0)?,
-                        call_id: parse_uuid(&call_id)?,
-                        org_id: r.get(2)?,
-                        config_id: r.get(3)?,
-                        phone_number: r.get(4)?,
-                        from_number: r.get(5)?,
-                        greeting: r.get(6)?,
-                        created_at: from_ts(r.get(7)?),
-                        attempt: r.get(8)?,
-                    })
-                })
-                .map_err(db_err)?
-                .collect::<Result<_, _>>()
-                .map_err(db_err)?;
-            claimed.sort_by_key(|r| r.id);
-            for run in &claimed {
-                insert_event(
-                    c,
-                    run.id,
-                    &RunEvent {
-                        status: RunStatus::Dialing,
-                        at: now,
-                        attempt: run.attempt,
-                        provider_status: None,
-                        detail: None,
-                    },
-                )?;
-            }
-            Ok(claimed)
-        })
-        .await
+        self.write(move |c| crate::claims::claim(c, config, limit, &node, now))
+            .await
+    }
+
+    async fn claim_paced(
+        &self,
+        config: ConfigId,
+        org: OrgId,
+        limits: &ClaimLimits,
+        node: &str,
+        now: Timestamp,
+    ) -> StoreResult<Claim> {
+        let (node, limits) = (node.to_owned(), limits.clone());
+        self.write(move |c| crate::claims::claim_paced(c, config, org, &limits, &node, now))
+            .await
     }
 
     async fn allocate_run_id(&self) -> StoreResult<RunId> {

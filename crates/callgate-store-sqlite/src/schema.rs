@@ -3,7 +3,10 @@
 use callgate_store::StoreResult;
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_paced_claims.sql"),
+];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let current: i64 = conn

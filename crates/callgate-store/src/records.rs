@@ -465,3 +465,30 @@ pub struct RunFilter {
     pub before_id: Option<RunId>,
     pub limit: u32,
 }
+
+/// The limits a dispatcher claim must respect (SPEC §8.2); the store enforces them in the same
+/// transaction as the claim, so they hold across every node sharing the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimLimits {
+    pub org_max_live: u32,
+    pub config_max_live: Option<u32>,
+    pub calls_per_second: f64,
+    pub max_batch: u32,
+}
+
+/// What a paced claim produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Claim {
+    pub runs: Vec<ClaimedRun>,
+    /// When pacing allows the next dial of this configuration, if it held one back.
+    pub retry_at: Option<Timestamp>,
+    /// No due queued run is left for this configuration.
+    pub drained: bool,
+}
+
+/// "This configuration of this organisation has queued work."
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkHint {
+    pub config_id: ConfigId,
+    pub org_id: OrgId,
+}

@@ -141,6 +141,22 @@ pub trait RunStore: Send + Sync {
         node: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<ClaimedRun>>;
+    /// Claims what the limits allow for one configuration: counts the organisation's and the
+    /// configuration's live runs, takes pacing slots from the configuration's persisted pacer
+    /// and moves that many of the oldest due queued runs to `dialing`, all in one transaction.
+    async fn claim_paced(
+        &self,
+        config: ConfigId,
+        org: OrgId,
+        limits: &ClaimLimits,
+        node: &str,
+        now: Timestamp,
+    ) -> StoreResult<Claim>;
+    /// Hints about configurations that got queued work from other nodes (PostgreSQL
+    /// `LISTEN/NOTIFY`); `None` when this process is the only writer and sees all work itself.
+    fn work_hints(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<WorkHint>> {
+        None
+    }
     /// Applies a lifecycle signal; ending a run deducts its billable seconds from the quota.
     async fn apply_update(&self, run: RunId, update: RunUpdate) -> StoreResult<AppliedUpdate>;
     /// Applies several updates in order, in as few transactions as the backend can.

@@ -5,37 +5,44 @@
 
 use crate::app::AppState;
 use callgate_domain::lifecycle::{CallSignal, Outcome};
-use callgate_domain::pacing::Pacer;
-use callgate_store::{ClaimedRun, ConfigId, RunUpdate, TelephonyConfig};
+use callgate_store::{ClaimLimits, ClaimedRun, ConfigId, RunUpdate, TelephonyConfig};
 use callgate_telephony::{DialError, DialRequest, ProviderEvent};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Most runs claimed for one configuration in one pass.
-const MAX_CLAIM: i64 = 256;
+const MAX_CLAIM: u32 = 256;
+/// How often the queue bookkeeping is re-read from the database.
+const RESYNC: Duration = Duration::from_secs(5);
 /// Poll even without a wake-up, as a safety net (e.g. limits raised by another node).
 const POLL: Duration = Duration::from_millis(250);
 
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
     recover(&state).await;
-    let epoch = Instant::now();
-    let mut pacers: HashMap<ConfigId, (f64, Pacer)> = HashMap::new();
+    let mut hints = state.store.work_hints();
     let mut rotation = 0usize;
+    let mut last_resync = Instant::now();
     loop {
         if !state.accepting.load(Ordering::SeqCst) {
             return;
         }
+        // Other nodes' queues and cancelled work: re-read the counts now and then.
+        if last_resync.elapsed() >= RESYNC {
+            if let Ok(counts) = state.store.queue_counts().await {
+                state.capacity.seed(&counts);
+            }
+            last_resync = Instant::now();
+        }
         let mut next_wake = Instant::now() + POLL;
-        let mut work: Vec<(ConfigId, i64, i64)> = state
+        let mut work: Vec<(ConfigId, i64)> = state
             .capacity
             .with(|c| {
                 c.queued_by_config
                     .iter()
                     .filter(|(_, (_, n))| *n > 0)
-                    .map(|(cfg, (org, n))| (*cfg, *org, *n))
+                    .map(|(cfg, (org, _))| (*cfg, *org))
                     .collect()
             })
             .unwrap_or_default();
@@ -47,86 +54,68 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
             let len = work.len();
             work.rotate_left(rotation % len);
         }
-        for (config_id, org_id, queued) in work {
-            let Ok(cfg) = state.catalog.config_any(config_id).await else {
-                continue;
-            };
-            let Ok(org) = state.catalog.org(org_id).await else {
-                continue;
-            };
-            let (live_org, live_cfg) = state
-                .capacity
-                .with(|c| {
-                    (
-                        c.live_by_org.get(&org_id).copied().unwrap_or(0),
-                        c.live_by_config.get(&config_id).copied().unwrap_or(0),
-                    )
-                })
-                .unwrap_or((0, 0));
-            let mut free = (i64::from(org.settings.max_concurrent_calls) - live_org)
-                .min(queued)
-                .min(MAX_CLAIM);
-            if let Some(max) = cfg.max_concurrent_calls {
-                free = free.min(i64::from(max) - live_cfg);
-            }
-            if free <= 0 {
-                continue;
-            }
-            let entry = pacers
-                .entry(config_id)
-                .or_insert_with(|| (cfg.calls_per_second, Pacer::new(cfg.calls_per_second)));
-            if entry.0 != cfg.calls_per_second {
-                *entry = (cfg.calls_per_second, Pacer::new(cfg.calls_per_second));
-            }
-            let now_ns = epoch.elapsed().as_nanos() as i128;
-            let mut slots = 0i64;
-            while slots < free {
-                match entry.1.try_take(now_ns) {
-                    Ok(()) => slots += 1,
-                    Err(at_ns) => {
-                        let at = epoch + Duration::from_nanos(at_ns.max(0) as u64);
-                        next_wake = next_wake.min(at);
-                        break;
-                    }
-                }
-            }
-            if slots == 0 {
-                continue;
-            }
-            let claimed = match state
-                .store
-                .claim_runs(
-                    config_id,
-                    slots as u32,
-                    &state.config.node_id,
-                    state.clock.now(),
-                )
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, config_id, "claiming runs failed; will retry");
-                    continue;
-                }
-            };
-            state
-                .capacity
-                .dialled(org_id, config_id, claimed.len() as i64);
-            if (claimed.len() as i64) < slots {
-                state.capacity.drained(org_id, config_id);
-            }
-            for run in claimed {
-                let latency = state.clock.now().duration_since(run.created_at);
-                crate::metrics::dispatch_latency(latency.as_secs_f64().max(0.0));
-                tokio::spawn(dial(state.clone(), cfg.clone(), run));
+        for (config_id, org_id) in work {
+            if let Some(at) = dispatch_config(&state, config_id, org_id).await {
+                next_wake = next_wake.min(at);
             }
         }
         tokio::select! {
             _ = state.dispatch.notified() => {}
+            Some(h) = next_hint(&mut hints) => {
+                state.capacity.hinted(h.org_id, h.config_id);
+            }
             _ = tokio::time::sleep_until(next_wake.into()) => {}
             _ = stop.notified() => return,
         }
     }
+}
+
+async fn next_hint(
+    hints: &mut Option<tokio::sync::mpsc::UnboundedReceiver<callgate_store::WorkHint>>,
+) -> Option<callgate_store::WorkHint> {
+    match hints {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One paced claim for a configuration; returns when pacing allows the next dial.
+async fn dispatch_config(state: &Arc<AppState>, config_id: ConfigId, org_id: i64) -> Option<Instant> {
+    let cfg = state.catalog.config_any(config_id).await.ok()?;
+    let org = state.catalog.org(org_id).await.ok()?;
+    let limits = ClaimLimits {
+        org_max_live: org.settings.max_concurrent_calls,
+        config_max_live: cfg.max_concurrent_calls,
+        calls_per_second: cfg.calls_per_second,
+        max_batch: MAX_CLAIM,
+    };
+    let now = state.clock.now();
+    let claim = match state
+        .store
+        .claim_paced(config_id, org_id, &limits, &state.config.node_id, now)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, config_id, "claiming runs failed; will retry");
+            return None;
+        }
+    };
+    state
+        .capacity
+        .dialled(org_id, config_id, claim.runs.len() as i64);
+    if claim.drained {
+        state.capacity.drained(org_id, config_id);
+    }
+    for run in claim.runs {
+        let latency = now.duration_since(run.created_at);
+        crate::metrics::dispatch_latency(latency.as_secs_f64().max(0.0));
+        tokio::spawn(dial(state.clone(), cfg.clone(), run));
+    }
+    claim.retry_at.map(|at| {
+        let wait = at.duration_since(state.clock.now()).as_secs_f64().max(0.0);
+        Instant::now() + Duration::from_secs_f64(wait)
+    })
 }
 
 fn ended(outcome: Outcome, reason: &str, error: String, state: &AppState) -> RunUpdate {

@@ -1,0 +1,152 @@
+//! Dispatcher claims: moving due queued runs to `dialing` within pacing and concurrency limits,
+//! inside the writer's transaction (SPEC §8.2, §8.3).
+
+use crate::util::{db_err, from_ts, parse_json, parse_uuid, ts};
+use callgate_domain::lifecycle::RunStatus;
+use callgate_domain::pacing::Pacer;
+use callgate_store::*;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Claims up to `limit` of the oldest due queued runs of a configuration.
+pub fn claim(
+    c: &Connection,
+    config: ConfigId,
+    limit: u32,
+    node: &str,
+    now: Timestamp,
+) -> StoreResult<Vec<ClaimedRun>> {
+    let mut st = c
+        .prepare_cached(
+            "UPDATE runs SET status = 'dialing', dialed_at = ?3, lease_owner = ?4
+             WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
+                          AND scheduled_for <= ?3 ORDER BY id LIMIT ?2)
+             RETURNING id, call_id, org_id, config_id, phone_number, from_number,
+                       greeting, created_at, attempt",
+        )
+        .map_err(db_err)?;
+    let mut claimed: Vec<ClaimedRun> = st
+        .query_map(params![config, limit, ts(now), node], |r| {
+            let call_id: String = r.get(1)?;
+            Ok(ClaimedRun {
+                id: r.get(0)?,
+                call_id: parse_uuid(&call_id)?,
+                org_id: r.get(2)?,
+                config_id: r.get(3)?,
+                phone_number: r.get(4)?,
+                from_number: r.get(5)?,
+                greeting: r.get(6)?,
+                created_at: from_ts(r.get(7)?),
+                attempt: r.get(8)?,
+            })
+        })
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    claimed.sort_by_key(|r| r.id);
+    let mut ev = c
+        .prepare_cached(
+            "INSERT INTO run_events (run_id, seq, status, at, attempt)
+             VALUES (?1, COALESCE((SELECT MAX(seq) FROM run_events WHERE run_id = ?1), 0) + 1,
+                     ?2, ?3, ?4)",
+        )
+        .map_err(db_err)?;
+    for run in &claimed {
+        ev.execute(params![run.id, RunStatus::Dialing.as_str(), ts(now), run.attempt])
+            .map_err(db_err)?;
+    }
+    Ok(claimed)
+}
+
+fn count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<i64> {
+    c.prepare_cached(sql)
+        .map_err(db_err)?
+        .query_row(p, |r| r.get(0))
+        .map_err(db_err)
+}
+
+/// Counts live runs, takes pacing slots and claims, in the caller's transaction.
+pub fn claim_paced(
+    c: &Connection,
+    config: ConfigId,
+    org: OrgId,
+    limits: &ClaimLimits,
+    node: &str,
+    now: Timestamp,
+) -> StoreResult<Claim> {
+    let live_org = count(
+        c,
+        "SELECT COUNT(*) FROM runs WHERE org_id = ?1
+         AND status IN ('dialing', 'ringing', 'in_progress')",
+        [org],
+    )?;
+    let mut free = (i64::from(limits.org_max_live) - live_org).min(i64::from(limits.max_batch));
+    if let Some(max) = limits.config_max_live {
+        let live_cfg = count(
+            c,
+            "SELECT COUNT(*) FROM runs WHERE config_id = ?1
+             AND status IN ('dialing', 'ringing', 'in_progress')",
+            [config],
+        )?;
+        free = free.min(i64::from(max) - live_cfg);
+    }
+    if free <= 0 {
+        return Ok(Claim::default());
+    }
+    // Take slots only for runs that exist, so an empty queue never burns pacing slots.
+    let due = count(
+        c,
+        "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'queued' AND config_id = ?1
+         AND scheduled_for <= ?2 LIMIT ?3)",
+        params![config, ts(now), free],
+    )?;
+    if due == 0 {
+        return Ok(Claim {
+            drained: true,
+            ..Claim::default()
+        });
+    }
+    let stored: Option<String> = c
+        .prepare_cached("SELECT state FROM config_pacing WHERE config_id = ?1")
+        .map_err(db_err)?
+        .query_row([config], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    let mut pacer = stored
+        .and_then(|s| parse_json::<Pacer>(&s).ok())
+        .filter(|p| p.calls_per_second() == limits.calls_per_second)
+        .unwrap_or_else(|| Pacer::new(limits.calls_per_second));
+    let now_ns = now.as_nanosecond();
+    let mut slots = 0i64;
+    let mut retry_at = None;
+    while slots < due.min(free) {
+        match pacer.try_take(now_ns) {
+            Ok(()) => slots += 1,
+            Err(at) => {
+                retry_at = Timestamp::from_nanosecond(at).ok();
+                break;
+            }
+        }
+    }
+    if slots == 0 {
+        return Ok(Claim {
+            retry_at,
+            ..Claim::default()
+        });
+    }
+    let state = crate::util::json_text(&pacer)?;
+    c.prepare_cached(
+        "INSERT INTO config_pacing (config_id, state) VALUES (?1, ?2)
+         ON CONFLICT (config_id) DO UPDATE SET state = excluded.state",
+    )
+    .map_err(db_err)?
+    .execute(params![config, state])
+    .map_err(db_err)?;
+    let runs = claim(c, config, slots as u32, node, now)?;
+    let drained = due <= slots && due < free;
+    Ok(Claim {
+        runs,
+        retry_at,
+        drained,
+    })
+}
