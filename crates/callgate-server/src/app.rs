@@ -174,6 +174,15 @@ impl App {
         let stop = Arc::new(Notify::new());
         let mut workers = Vec::new();
         if state.config.run_worker {
+            // Announce this node before it takes any lease, so no peer mistakes its first
+            // claims for orphans.
+            if let Err(e) = state
+                .store
+                .heartbeat(&state.config.node_id, state.clock.now())
+                .await
+            {
+                tracing::warn!(error = %e, "first heartbeat failed");
+            }
             workers.push(tokio::spawn(crate::worker::events::run(
                 state.clone(),
                 self.events_rx,

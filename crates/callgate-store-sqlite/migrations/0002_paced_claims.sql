@@ -7,3 +7,9 @@ CREATE TABLE config_pacing (
     config_id INTEGER PRIMARY KEY,
     state TEXT NOT NULL
 );
+
+-- Heartbeats of the processes holding leases; a run leased by a silent node is an orphan.
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    last_seen INTEGER NOT NULL
+) WITHOUT ROWID;

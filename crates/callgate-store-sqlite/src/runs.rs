@@ -588,6 +588,39 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn heartbeat(&self, node: &str, now: Timestamp) -> StoreResult<()> {
+        let node = node.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO nodes (node_id, last_seen) VALUES (?1, ?2)
+                 ON CONFLICT (node_id) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .map_err(db_err)?
+            .execute(params![node, ts(now)])
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn orphaned_runs(&self, stale_before: Timestamp) -> StoreResult<Vec<(RunId, String)>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT r.id, r.status FROM runs r LEFT JOIN nodes n ON n.node_id = r.lease_owner
+                     WHERE r.status IN ('dialing', 'ringing', 'in_progress')
+                       AND (n.last_seen IS NULL OR n.last_seen < ?1)
+                     ORDER BY r.id",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([ts(stale_before)], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
     async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
         self.write(move |c| {
             let n = c

@@ -166,6 +166,11 @@ pub trait RunStore: Send + Sync {
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>>;
     /// Runs that were live when a previous process stopped (dialing, ringing, in progress).
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>>;
+    /// Records that `node` is alive (its leases stay its own).
+    async fn heartbeat(&self, node: &str, now: Timestamp) -> StoreResult<()>;
+    /// Live runs leased by nodes not heard from since `stale_before` (a crashed node's calls),
+    /// with their status, so a surviving node can settle them (SPEC §8.3).
+    async fn orphaned_runs(&self, stale_before: Timestamp) -> StoreResult<Vec<(RunId, String)>>;
     /// Deletes idempotency records older than `before`.
     async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
 }

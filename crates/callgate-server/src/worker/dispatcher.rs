@@ -20,7 +20,6 @@ const RESYNC: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(250);
 
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
-    recover(&state).await;
     let mut hints = state.store.work_hints();
     let mut rotation = 0usize;
     let mut last_resync = Instant::now();
@@ -196,28 +195,36 @@ fn finish_failed(state: &AppState, run_id: i64, reason: &str, message: String) {
     state.dial_settled(run_id, Err(message));
 }
 
-/// Runs left live by a previous process. The simulator cannot resume a call it was playing,
-/// and a run whose dial request may have left is never dialled again blindly (SPEC §8.3).
-async fn recover(state: &AppState) {
-    let live = match state.store.live_runs().await {
+/// How long a node may stay silent before its live runs are treated as orphans.
+pub const NODE_STALE: Duration = Duration::from_secs(10);
+
+/// Settles runs left live by a node that stopped (a crash, or this process before a restart).
+/// The simulator cannot resume a call another process was playing, and a run whose dial
+/// request may have left is never dialled again blindly (SPEC §8.3): it ends as `failed` with
+/// `dial_unknown` (or `provider_timeout` once the call was ringing or answered).
+pub async fn reap_orphans(state: &AppState) {
+    let stale_before = state.clock.now()
+        - jiff::SignedDuration::try_from(NODE_STALE).unwrap_or(jiff::SignedDuration::ZERO);
+    let orphans = match state.store.orphaned_runs(stale_before).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot list live runs at start");
+            tracing::warn!(error = %e, "cannot list orphaned runs");
             return;
         }
     };
-    for (run_id, status) in live {
+    for (run_id, status) in orphans {
         let reason = if status == "dialing" {
             "dial_unknown"
         } else {
             "provider_timeout"
         };
+        tracing::warn!(run_id, %status, "settling a run whose node stopped");
         let _ = state.events.send(ProviderEvent {
             run_id,
             update: ended(
                 Outcome::Failed,
                 reason,
-                "callgate restarted while this call was live; its outcome is unknown".into(),
+                "the node handling this call stopped; its outcome is unknown".into(),
                 state,
             ),
         });

@@ -1,4 +1,5 @@
-//! Periodic chores: flush API-key `last_used_at` in batches, purge expired idempotency keys.
+//! Periodic chores: this node's heartbeat and the orphan reaper, API-key `last_used_at` in
+//! batches, expired idempotency keys.
 
 use crate::app::AppState;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n: u64 = 0;
     loop {
         tokio::select! {
@@ -14,12 +15,23 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
             _ = stop.notified() => return,
         }
         n += 1;
-        let used = state.take_key_usage();
-        if let Err(e) = state.store.touch_api_keys(used).await {
-            tracing::warn!(error = %e, "could not record API key use");
+        if state.config.run_worker {
+            let now = state.clock.now();
+            if let Err(e) = state.store.heartbeat(&state.config.node_id, now).await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+            if n % 5 == 1 {
+                crate::worker::dispatcher::reap_orphans(&state).await;
+            }
+        }
+        if n % 5 == 0 {
+            let used = state.take_key_usage();
+            if let Err(e) = state.store.touch_api_keys(used).await {
+                tracing::warn!(error = %e, "could not record API key use");
+            }
         }
         // Idempotency keys live 24 hours (SPEC §2.1); purge hourly.
-        if n % 720 == 1 {
+        if n % 3600 == 1 {
             let before = state.clock.now() - jiff::SignedDuration::from_hours(24);
             if let Err(e) = state.store.purge_idempotency(before).await {
                 tracing::warn!(error = %e, "could not purge idempotency keys");
