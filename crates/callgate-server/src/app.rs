@@ -12,13 +12,16 @@ use jiff::Timestamp;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub type DialResult = Result<(), String>;
+
+/// How long shutdown waits for dial requests already sent to a provider.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub config: Config,
@@ -40,6 +43,8 @@ pub struct AppState {
     waiters: Mutex<HashMap<RunId, oneshot::Sender<DialResult>>>,
     /// False once shutdown began: no new leases.
     pub accepting: AtomicBool,
+    /// Dial requests on their way to a provider; shutdown waits for them (SPEC §12 drain).
+    pub dials_in_flight: AtomicUsize,
 }
 
 impl AppState {
@@ -147,6 +152,7 @@ impl App {
             key_usage: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
+            dials_in_flight: AtomicUsize::new(0),
         });
         Ok(Self {
             listener,
@@ -207,6 +213,15 @@ impl App {
         };
         state.accepting.store(false, Ordering::SeqCst);
         stop.notify_waiters();
+        // In-flight provider requests finish; queued runs stay for other nodes.
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while state.dials_in_flight.load(Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Let the event worker record what those dials reported.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         for w in workers {
             w.abort();
         }

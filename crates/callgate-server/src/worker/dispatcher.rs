@@ -129,8 +129,25 @@ fn ended(outcome: Outcome, reason: &str, error: String, state: &AppState) -> Run
     u
 }
 
+/// Counts a dial as in flight for as long as it lives.
+struct InFlightDial(Arc<AppState>);
+
+impl InFlightDial {
+    fn new(state: Arc<AppState>) -> Self {
+        state.dials_in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for InFlightDial {
+    fn drop(&mut self) {
+        self.0.dials_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Sends the dial request; transient errors are retried within the attempt (SPEC §8.3).
 async fn dial(state: Arc<AppState>, cfg: Arc<TelephonyConfig>, run: ClaimedRun) {
+    let _in_flight = InFlightDial::new(state.clone());
     let credentials = state
         .sealer
         .open(&cfg.credentials_sealed)
