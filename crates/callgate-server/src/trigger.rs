@@ -523,7 +523,10 @@ pub async fn prepare(state: &AppState, req: &TriggerRequest) -> ApiResult<Prepar
         return Err(e);
     }
 
+    // Stores keep microseconds; the answer built from this run must match what a later read
+    // (a GET, an idempotent replay) returns, so the clock's nanoseconds are dropped here.
     let now = state.clock.now();
+    let now = jiff::Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now);
     let id = if req.dry_run {
         0
     } else {
@@ -548,7 +551,12 @@ pub async fn prepare(state: &AppState, req: &TriggerRequest) -> ApiResult<Prepar
         system.insert("agent_uuid".into(), json!(p));
     }
     system.insert("api_key_id".into(), json!(req.key.id));
-    if !req.dry_run {
+    if req.dry_run {
+        // No run exists yet: these render empty rather than being reported as unresolved
+        // variables the caller should have sent (SPEC §2.1 dry run, §5.3).
+        system.insert("workflow_run_id".into(), Value::Null);
+        system.insert("call_id".into(), Value::Null);
+    } else {
         system.insert("workflow_run_id".into(), json!(id));
         system.insert("call_id".into(), json!(call_id.to_string()));
     }

@@ -3,8 +3,10 @@
 
 use crate::http::extract::{Auth, SharedState};
 use crate::http::problem::{ApiError, ApiResult, store_error};
+use crate::http::schemas as doc;
 use crate::views;
-use axum::extract::{Path, Query, State};
+use crate::http::extract::Path;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use callgate_domain::lifecycle::{Outcome, RunStatus};
@@ -12,6 +14,11 @@ use callgate_store::RunFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, one, dograh_list, dograh_one))]
+pub(crate) struct Docs;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -26,6 +33,24 @@ pub fn router() -> Router<SharedState> {
 
 const RUN_NOT_FOUND: (&str, &str) = ("call_not_found", "Call not found");
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{call_id}",
+    operation_id = "get_call",
+    tag = "Calls",
+    summary = "Get a call",
+    params(
+        ("call_id" = String, Path, format = "uuid", description = "The run's `call_id`"),
+    ),
+    responses(
+        (status = 200, description = "The run with its results (SPEC §4.1)", body = doc::Run),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, description = "`call_not_found`: no run with this `call_id` in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn one(
     State(s): State<SharedState>,
     Auth(key): Auth,
@@ -66,6 +91,33 @@ fn parse_time(field: &str, v: Option<String>) -> ApiResult<Option<jiff::Timestam
     .transpose()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls",
+    operation_id = "list_calls",
+    tag = "Calls",
+    summary = "List calls",
+    description = "Cursor pagination (SPEC §4): pass `next_cursor` as `cursor` until it is null.",
+    params(
+        ("status" = Option<doc::RunStatus>, Query, description = "Only runs with this lifecycle status"),
+        ("outcome" = Option<doc::Outcome>, Query, description = "Only ended runs with this outcome"),
+        ("agent_id" = Option<i64>, Query, description = "Only runs of this agent"),
+        ("external_id" = Option<String>, Query, description = "Only runs with this `external_id`"),
+        ("phone_number" = Option<String>, Query, description = "Only runs to this number (normalised to E.164 when it parses)"),
+        ("created_after" = Option<String>, Query, format = DateTime, description = "RFC 3339 lower bound on `created_at`"),
+        ("created_before" = Option<String>, Query, format = DateTime, description = "RFC 3339 upper bound on `created_at`"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1–100 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of runs, newest first", body = doc::RunList),
+        (status = 401, response = doc::Unauthorized),
+        (status = 422, description = "`invalid_query`: an unknown status or outcome, a bad time, limit or cursor", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn list(
     State(s): State<SharedState>,
     Auth(key): Auth,
@@ -119,6 +171,26 @@ async fn list(
 
 const DOGRAH_RUN_NOT_FOUND: (&str, &str) = ("workflow_run_not_found", "Workflow run not found");
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflow/{workflow_id}/runs/{run_id}",
+    operation_id = "get_workflow_run",
+    tag = "Workflow runs",
+    summary = "Get a workflow run (Dograh)",
+    params(
+        ("workflow_id" = i64, Path, description = "The agent's integer id"),
+        ("run_id" = i64, Path, description = "The run's `workflow_run_id`"),
+    ),
+    responses(
+        (status = 200, description = "Dograh's run view: SPEC §4.1 plus Dograh's field names", body = doc::DograhRun),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, description = "`workflow_run_not_found`: no such run of this agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn dograh_one(
     State(s): State<SharedState>,
     Auth(key): Auth,
@@ -144,6 +216,27 @@ struct PageQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflow/{workflow_id}/runs",
+    operation_id = "list_workflow_runs",
+    tag = "Workflow runs",
+    summary = "List workflow runs (Dograh)",
+    params(
+        ("workflow_id" = i64, Path, description = "The agent's integer id"),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page number (default 1)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, clamped to 1–100 (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "One page of the agent's runs, newest first", body = doc::DograhRunList),
+        (status = 401, response = doc::Unauthorized),
+        (status = 404, description = "`workflow_not_found`: no such agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer; `invalid_query`: `page` or `limit` is not a number", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn dograh_list(
     State(s): State<SharedState>,
     Auth(key): Auth,

@@ -165,3 +165,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .map_err(|e| ApiError::unprocessable("invalid_body", format!("Invalid body: {e}")))
     }
 }
+
+/// Path parameters whose parse failures are problem JSON (422 `invalid_path`, as FastAPI —
+/// and so Dograh — answers a non-integer id) instead of axum's plain-text 400.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) if e.status().is_server_error() => Err(ApiError::internal(e.body_text())),
+            Err(e) => Err(ApiError::unprocessable("invalid_path", e.body_text())),
+        }
+    }
+}

@@ -2,14 +2,21 @@
 
 use crate::http::extract::{AdminKey, JsonBody, SharedState};
 use crate::http::problem::{ApiError, ApiResult, store_error};
+use crate::http::schemas as doc;
 use crate::views;
-use axum::extract::{Path, State};
+use crate::http::extract::Path;
+use axum::extract::State;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use callgate_domain::apikey::generate_api_key;
 use callgate_store::{ApiKey, KeyScopes, NewApiKey, OrgId, Store, StoreResult, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, archive, reactivate))]
+pub(crate) struct Docs;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -71,6 +78,25 @@ pub fn check_key_name(name: &str) -> ApiResult<String> {
     Ok(name.to_owned())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/user/api-keys",
+    operation_id = "create_api_key",
+    tag = "API keys",
+    summary = "Create an API key",
+    description = "The key belongs to the caller's organisation and user (SPEC §11).",
+    request_body(content = doc::CreateApiKeyRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new key with its raw secret, shown only here", body = doc::CreatedApiKey),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body`: `name` missing or not 1–255 characters, or malformed `scopes`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn create(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -89,6 +115,21 @@ async fn create(
     Ok(Json(created_key_json(&created, &raw)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/api-keys",
+    operation_id = "list_api_keys",
+    tag = "API keys",
+    summary = "List API keys",
+    responses(
+        (status = 200, description = "The organisation's keys, without secrets", body = Vec<doc::ApiKey>),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn list(State(s): State<SharedState>, AdminKey(key): AdminKey) -> ApiResult<Json<Value>> {
     let keys = s.store.list_api_keys(key.org_id).await?;
     Ok(Json(Value::Array(
@@ -109,6 +150,26 @@ async fn set_active(s: &SharedState, org: OrgId, id: i64, active: bool) -> ApiRe
     Ok(Json(views::api_key_json(&k)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/user/api-keys/{id}",
+    operation_id = "archive_api_key",
+    tag = "API keys",
+    summary = "Archive an API key",
+    params(
+        ("id" = i64, Path, description = "The key's id"),
+    ),
+    responses(
+        (status = 200, description = "The archived key; it stops working at once", body = doc::ApiKey),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`api_key_not_found`: no such key in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn archive(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -117,6 +178,26 @@ async fn archive(
     set_active(&s, key.org_id, id, false).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/user/api-keys/{id}/reactivate",
+    operation_id = "reactivate_api_key",
+    tag = "API keys",
+    summary = "Reactivate an API key",
+    params(
+        ("id" = i64, Path, description = "The key's id"),
+    ),
+    responses(
+        (status = 200, description = "The reactivated key", body = doc::ApiKey),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`api_key_not_found`: no such key in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn reactivate(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,

@@ -3,11 +3,13 @@
 pub mod admin;
 pub mod calls;
 pub mod extract;
+pub mod openapi;
 pub mod keys;
 pub mod ops;
 pub mod org;
 pub mod problem;
 pub mod public;
+pub mod schemas;
 pub mod telephony;
 pub mod workflow;
 

@@ -2,6 +2,7 @@
 
 use crate::http::extract::{AdminKey, Auth, JsonBody, SharedState};
 use crate::http::problem::{ApiError, ApiResult};
+use crate::http::schemas as doc;
 use crate::views;
 use axum::extract::State;
 use axum::routing::get;
@@ -9,6 +10,11 @@ use axum::{Json, Router};
 use callgate_store::{OnCapacity, OrgSettings};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_settings, put_settings, limits))]
+pub(crate) struct Docs;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -55,11 +61,44 @@ impl SettingsPatch {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/settings",
+    operation_id = "get_organization_settings",
+    tag = "Organization",
+    summary = "Get organisation settings",
+    responses(
+        (status = 200, description = "Capacity settings and quota", body = doc::OrgSettings),
+        (status = 401, response = doc::Unauthorized),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn get_settings(State(s): State<SharedState>, Auth(key): Auth) -> ApiResult<Json<Value>> {
     let org = s.store.get_org(key.org_id).await?;
     Ok(Json(views::settings_json(&org)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/organizations/settings",
+    operation_id = "update_organization_settings",
+    tag = "Organization",
+    summary = "Update organisation settings",
+    description = "Absent fields keep their value (SPEC §8.2).",
+    request_body(content = doc::SettingsPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated settings", body = doc::OrgSettings),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body`: an unknown field, a value out of range or of the wrong type", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn put_settings(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -73,6 +112,20 @@ async fn put_settings(
     Ok(Json(views::settings_json(&org)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/limits",
+    operation_id = "get_organization_limits",
+    tag = "Organization",
+    summary = "Get live usage against limits",
+    responses(
+        (status = 200, description = "Concurrent and queued calls used, quota left, per-configuration pacing", body = doc::OrgLimits),
+        (status = 401, response = doc::Unauthorized),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn limits(State(s): State<SharedState>, Auth(key): Auth) -> ApiResult<Json<Value>> {
     let org = s.store.get_org(key.org_id).await?;
     let (queued, live) = s.capacity.org_usage(org.id);

@@ -4,6 +4,7 @@
 use crate::app::AppState;
 use crate::http::extract::{RawBody, SharedState, authenticate, parse_object};
 use crate::http::problem::{ApiError, ApiResult};
+use crate::http::schemas as doc;
 use crate::trigger::{AgentRef, Flavor, TriggerRequest, dry_run_body, prepare};
 use crate::views;
 use axum::Router;
@@ -34,6 +35,18 @@ pub fn router() -> Router<SharedState> {
         .route("/api/v1/telephony/initiate-call", post(initiate_call))
 }
 
+/// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    trigger_production,
+    trigger_test,
+    workflow_production,
+    workflow_test,
+    outbound,
+    initiate_call
+))]
+pub(crate) struct Docs;
+
 /// The response format of each entry point.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -49,6 +62,41 @@ struct Call {
     shape: Shape,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/public/agent/{trigger_path}",
+    operation_id = "trigger_production",
+    tag = "Public triggers",
+    summary = "Trigger a call (published definition)",
+    description = "Dograh-compatible (SPEC §2): runs the agent whose published definition holds this trigger path. Checks run in the order of SPEC §2.3; the run name is `WR-API-<n>`.",
+    params(
+        ("trigger_path" = String, Path, description = "The trigger path of the agent"),
+        ("dry_run" = Option<bool>, Query, description = "`true` runs every check and renders the greeting and prompts; nothing is created, counted or dialled (SPEC §2.1)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 ASCII characters: the same key from the same API key on the same route with the same body replays the original answer for 24 hours"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): wait up to N seconds for the provider to accept or reject the dial"),
+    ),
+    request_body(content = doc::TriggerRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted and durably queued (`status: initiated`), or validated by a dry run (`status: validated`)", body = doc::TriggerOk,
+            headers(
+                ("Location" = String, description = "`/api/v1/calls/{call_id}` of the run"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answer is a replay of an earlier request with the same Idempotency-Key")
+            )),
+        (status = 400, description = "`telephony_not_configured`, `telephony_not_ready`, `from_phone_number_not_found`; `dial_failed` when `Prefer: wait` saw the provider reject the dial (the run stays in history with outcome `failed`; the problem carries its `workflow_run_id` and `call_id`)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 402, description = "`quota_exhausted`: the organisation has no call seconds left", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the agent belongs to another organisation; `forbidden_scope`: the key is scoped to other agents or the other environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`trigger_not_found` (unknown, or its agent is archived), `trigger_inactive` (disabled in the executed definition), `not_published`, `trigger_not_in_agent`, `telephony_configuration_not_found`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_execution_owner`: the agent has no active owner; `idempotency_in_flight`: a request with this Idempotency-Key is still being processed", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body` (not a JSON object, or a field of the wrong type), `missing_phone_number`, `invalid_phone_number`, `invalid_variables` (declared variables missing or mistyped), `unsupported_field` (an extension this version refuses), `invalid_idempotency_key`, `idempotency_key_reused` (same key, different body)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`concurrency_limit_reached`: over capacity under the `reject` policy, or the queue is full", body = doc::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn trigger_production(
     State(s): State<SharedState>,
     Path(path): Path<String>,
@@ -64,6 +112,41 @@ async fn trigger_production(
     handle(&s, call, Some(AgentRef::TriggerPath(path)), parts, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/public/agent/test/{trigger_path}",
+    operation_id = "trigger_test",
+    tag = "Public triggers",
+    summary = "Trigger a test call (draft definition)",
+    description = "Like the production route, but executes the latest draft (else the published definition) and fills missing variables from the editor defaults (SPEC §5.5); the run name is `WR-TEST-<n>`.",
+    params(
+        ("trigger_path" = String, Path, description = "The trigger path of the agent"),
+        ("dry_run" = Option<bool>, Query, description = "`true` runs every check and renders the greeting and prompts; nothing is created, counted or dialled (SPEC §2.1)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 ASCII characters: the same key from the same API key on the same route with the same body replays the original answer for 24 hours"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): wait up to N seconds for the provider to accept or reject the dial"),
+    ),
+    request_body(content = doc::TriggerRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted and durably queued (`status: initiated`), or validated by a dry run (`status: validated`)", body = doc::TriggerOk,
+            headers(
+                ("Location" = String, description = "`/api/v1/calls/{call_id}` of the run"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answer is a replay of an earlier request with the same Idempotency-Key")
+            )),
+        (status = 400, description = "`telephony_not_configured`, `telephony_not_ready`, `from_phone_number_not_found`; `dial_failed` when `Prefer: wait` saw the provider reject the dial (the run stays in history with outcome `failed`; the problem carries its `workflow_run_id` and `call_id`)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 402, description = "`quota_exhausted`: the organisation has no call seconds left", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the agent belongs to another organisation; `forbidden_scope`: the key is scoped to other agents or the other environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`trigger_not_found` (unknown, or its agent is archived), `trigger_inactive` (disabled in the executed definition), `not_published`, `trigger_not_in_agent`, `telephony_configuration_not_found`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_execution_owner`: the agent has no active owner; `idempotency_in_flight`: a request with this Idempotency-Key is still being processed", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body` (not a JSON object, or a field of the wrong type), `missing_phone_number`, `invalid_phone_number`, `invalid_variables` (declared variables missing or mistyped), `unsupported_field` (an extension this version refuses), `invalid_idempotency_key`, `idempotency_key_reused` (same key, different body)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`concurrency_limit_reached`: over capacity under the `reject` policy, or the queue is full", body = doc::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn trigger_test(
     State(s): State<SharedState>,
     Path(path): Path<String>,
@@ -79,6 +162,41 @@ async fn trigger_test(
     handle(&s, call, Some(AgentRef::TriggerPath(path)), parts, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/public/agent/workflow/{workflow_uuid}",
+    operation_id = "workflow_production",
+    tag = "Public triggers",
+    summary = "Trigger a call by agent UUID (published definition)",
+    description = "Dograh-compatible (SPEC §2): the agent is named by its UUID instead of a trigger path.",
+    params(
+        ("workflow_uuid" = String, Path, description = "The agent UUID (`workflow_uuid`)"),
+        ("dry_run" = Option<bool>, Query, description = "`true` runs every check and renders the greeting and prompts; nothing is created, counted or dialled (SPEC §2.1)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 ASCII characters: the same key from the same API key on the same route with the same body replays the original answer for 24 hours"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): wait up to N seconds for the provider to accept or reject the dial"),
+    ),
+    request_body(content = doc::TriggerRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted and durably queued (`status: initiated`), or validated by a dry run (`status: validated`)", body = doc::TriggerOk,
+            headers(
+                ("Location" = String, description = "`/api/v1/calls/{call_id}` of the run"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answer is a replay of an earlier request with the same Idempotency-Key")
+            )),
+        (status = 400, description = "`telephony_not_configured`, `telephony_not_ready`, `from_phone_number_not_found`; `dial_failed` when `Prefer: wait` saw the provider reject the dial (the run stays in history with outcome `failed`; the problem carries its `workflow_run_id` and `call_id`)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 402, description = "`quota_exhausted`: the organisation has no call seconds left", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the agent belongs to another organisation; `forbidden_scope`: the key is scoped to other agents or the other environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workflow_not_found`, `workflow_inactive` (archived), `not_published`, `telephony_configuration_not_found`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_execution_owner`: the agent has no active owner; `idempotency_in_flight`: a request with this Idempotency-Key is still being processed", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body` (not a JSON object, or a field of the wrong type), `missing_phone_number`, `invalid_phone_number`, `invalid_variables` (declared variables missing or mistyped), `unsupported_field` (an extension this version refuses), `invalid_idempotency_key`, `idempotency_key_reused` (same key, different body)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`concurrency_limit_reached`: over capacity under the `reject` policy, or the queue is full", body = doc::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn workflow_production(
     State(s): State<SharedState>,
     Path(uuid): Path<String>,
@@ -94,6 +212,41 @@ async fn workflow_production(
     handle(&s, call, Some(AgentRef::WorkflowUuid(uuid)), parts, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/public/agent/test/workflow/{workflow_uuid}",
+    operation_id = "workflow_test",
+    tag = "Public triggers",
+    summary = "Trigger a test call by agent UUID (draft definition)",
+    description = "Executes the latest draft, else the published definition.",
+    params(
+        ("workflow_uuid" = String, Path, description = "The agent UUID (`workflow_uuid`)"),
+        ("dry_run" = Option<bool>, Query, description = "`true` runs every check and renders the greeting and prompts; nothing is created, counted or dialled (SPEC §2.1)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 ASCII characters: the same key from the same API key on the same route with the same body replays the original answer for 24 hours"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): wait up to N seconds for the provider to accept or reject the dial"),
+    ),
+    request_body(content = doc::TriggerRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted and durably queued (`status: initiated`), or validated by a dry run (`status: validated`)", body = doc::TriggerOk,
+            headers(
+                ("Location" = String, description = "`/api/v1/calls/{call_id}` of the run"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answer is a replay of an earlier request with the same Idempotency-Key")
+            )),
+        (status = 400, description = "`telephony_not_configured`, `telephony_not_ready`, `from_phone_number_not_found`; `dial_failed` when `Prefer: wait` saw the provider reject the dial (the run stays in history with outcome `failed`; the problem carries its `workflow_run_id` and `call_id`)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 402, description = "`quota_exhausted`: the organisation has no call seconds left", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the agent belongs to another organisation; `forbidden_scope`: the key is scoped to other agents or the other environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workflow_not_found`, `workflow_inactive` (archived), `not_published`, `telephony_configuration_not_found`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_execution_owner`: the agent has no active owner; `idempotency_in_flight`: a request with this Idempotency-Key is still being processed", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body` (not a JSON object, or a field of the wrong type), `missing_phone_number`, `invalid_phone_number`, `invalid_variables` (declared variables missing or mistyped), `unsupported_field` (an extension this version refuses), `invalid_idempotency_key`, `idempotency_key_reused` (same key, different body)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`concurrency_limit_reached`: over capacity under the `reject` policy, or the queue is full", body = doc::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn workflow_test(
     State(s): State<SharedState>,
     Path(uuid): Path<String>,
@@ -109,6 +262,40 @@ async fn workflow_test(
     handle(&s, call, Some(AgentRef::WorkflowUuid(uuid)), parts, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/outbound",
+    operation_id = "create_outbound_call",
+    tag = "Calls",
+    summary = "Place an outbound call",
+    description = "VoiceInfra-compatible (SPEC §3): runs the agent's published definition. Errors use this API's own codes (`unauthorized`, `invalid_phone`, `not_found`) where they differ.",
+    params(
+        ("dry_run" = Option<bool>, Query, description = "`true` runs every check and renders the greeting and prompts; nothing is created, counted or dialled (SPEC §2.1)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 ASCII characters: the same key from the same API key on the same route with the same body replays the original answer for 24 hours"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): wait up to N seconds for the provider to accept or reject the dial"),
+    ),
+    request_body(content = doc::OutboundRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted and durably queued, or validated by a dry run", body = doc::OutboundOk,
+            headers(
+                ("Location" = String, description = "`/api/v1/calls/{call_id}` of the run"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answer is a replay of an earlier request with the same Idempotency-Key")
+            )),
+        (status = 400, description = "`telephony_not_configured`, `telephony_not_ready`, `from_phone_number_not_found`; `dial_failed` when `Prefer: wait` saw the provider reject the dial (the run stays in history with outcome `failed`; the problem carries its `workflow_run_id` and `call_id`)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 402, description = "`quota_exhausted`: the organisation has no call seconds left", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden_scope`: the key is scoped to other agents or the other environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: the agent is unknown, archived or has no published definition; `telephony_configuration_not_found`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_execution_owner`: the agent has no active owner; `idempotency_in_flight`: a request with this Idempotency-Key is still being processed", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body` (not a JSON object, a field of the wrong type, `agent_id` missing), `invalid_phone` (bad `to_number` or `from_number`, or `from_number` not an active number of the organisation), `invalid_variables`, `unsupported_field`, `invalid_idempotency_key`, `idempotency_key_reused`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`concurrency_limit_reached`: over capacity under the `reject` policy, or the queue is full", body = doc::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn outbound(State(s): State<SharedState>, parts: Parts, RawBody(body): RawBody) -> Response {
     let call = Call {
         route: "outbound",
@@ -119,6 +306,40 @@ async fn outbound(State(s): State<SharedState>, parts: Parts, RawBody(body): Raw
     handle(&s, call, None, parts, &body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/telephony/initiate-call",
+    operation_id = "initiate_call",
+    tag = "Calls",
+    summary = "Place a test call (Dograh dashboard)",
+    description = "Dograh's dashboard test call, used by `dograh-sdk`'s `test_phone_call` (SPEC §6.3): runs the agent's draft, else its published definition, exactly like the test trigger route.",
+    params(
+        ("dry_run" = Option<bool>, Query, description = "`true` runs every check and renders the greeting and prompts; nothing is created, counted or dialled (SPEC §2.1)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 ASCII characters: the same key from the same API key on the same route with the same body replays the original answer for 24 hours"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): wait up to N seconds for the provider to accept or reject the dial"),
+    ),
+    request_body(content = doc::InitiateCallRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted and durably queued, or validated by a dry run", body = doc::InitiateCallOk,
+            headers(
+                ("Location" = String, description = "`/api/v1/calls/{call_id}` of the run"),
+                ("Idempotent-Replayed" = String, description = "`true` when this answer is a replay of an earlier request with the same Idempotency-Key")
+            )),
+        (status = 400, description = "`telephony_not_configured`, `telephony_not_ready`, `from_phone_number_not_found`; `dial_failed` when `Prefer: wait` saw the provider reject the dial (the run stays in history with outcome `failed`; the problem carries its `workflow_run_id` and `call_id`)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 402, description = "`quota_exhausted`: the organisation has no call seconds left", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden_scope`: the key is scoped to other agents or the other environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workflow_not_found` (no agent with this `workflow_id` in the organisation), `workflow_inactive` (archived), `not_published`, `telephony_configuration_not_found`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_execution_owner`: the agent has no active owner; `idempotency_in_flight`: a request with this Idempotency-Key is still being processed", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body` (not a JSON object, a field of the wrong type, `workflow_id` missing or not an integer), `missing_phone_number`, `invalid_phone_number`, `invalid_variables`, `unsupported_field`, `invalid_idempotency_key`, `idempotency_key_reused`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`concurrency_limit_reached`: over capacity under the `reject` policy, or the queue is full", body = doc::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn initiate_call(
     State(s): State<SharedState>,
     parts: Parts,

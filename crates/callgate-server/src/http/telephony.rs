@@ -4,8 +4,10 @@
 use crate::app::AppState;
 use crate::http::extract::{AdminKey, JsonBody, SharedState};
 use crate::http::problem::{ApiError, ApiResult, store_error};
+use crate::http::schemas as doc;
 use crate::views;
-use axum::extract::{Path, State};
+use crate::http::extract::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -16,6 +18,22 @@ use callgate_store::{
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+/// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    create,
+    one,
+    update,
+    remove,
+    set_default,
+    list_numbers,
+    add_number,
+    update_number,
+    remove_number
+))]
+pub(crate) struct Docs;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -117,6 +135,24 @@ fn check_name(name: &str) -> ApiResult<String> {
     Ok(n.to_owned())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/telephony-configs",
+    operation_id = "create_telephony_config",
+    tag = "Telephony",
+    summary = "Create a telephony configuration",
+    request_body(content = doc::CreateTelephonyConfigRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new configuration (credentials sealed; only their field names are shown)", body = doc::TelephonyConfig),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body`: `name` not 1–255 characters, an unknown `provider`, invalid simulator `credentials`, `calls_per_second` not in (0, 100000], `max_concurrent_calls` of 0, or a field of the wrong type", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn create(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -151,6 +187,21 @@ async fn create(
     Ok((StatusCode::CREATED, Json(views::config_json(&cfg, &[]))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/telephony-configs",
+    operation_id = "list_telephony_configs",
+    tag = "Telephony",
+    summary = "List telephony configurations",
+    responses(
+        (status = 200, description = "The organisation's configurations with their phone numbers", body = Vec<doc::TelephonyConfig>),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn list(State(s): State<SharedState>, AdminKey(key): AdminKey) -> ApiResult<Json<Value>> {
     let configs = s.store.list_configs(key.org_id).await?;
     Ok(Json(Value::Array(
@@ -168,6 +219,26 @@ async fn load(s: &SharedState, org: OrgId, id: i64) -> ApiResult<ConfigWithNumbe
         .map_err(|e| store_error(e, NOT_FOUND))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/telephony-configs/{id}",
+    operation_id = "get_telephony_config",
+    tag = "Telephony",
+    summary = "Get a telephony configuration",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+    ),
+    responses(
+        (status = 200, description = "The configuration with its phone numbers", body = doc::TelephonyConfig),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`telephony_configuration_not_found`: no such configuration in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn one(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -185,6 +256,29 @@ struct UpdateBody {
     is_active: Option<bool>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/organizations/telephony-configs/{id}",
+    operation_id = "update_telephony_config",
+    tag = "Telephony",
+    summary = "Update a telephony configuration",
+    description = "New `credentials` replace the stored ones entirely; without them the sealed ones stay.",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+    ),
+    request_body(content = doc::UpdateTelephonyConfigRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated configuration", body = doc::TelephonyConfig),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`telephony_configuration_not_found`: no such configuration in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_path`: a path id is not an integer; `invalid_body`: `name` not 1–255 characters, an unknown `provider`, invalid simulator `credentials`, `calls_per_second` not in (0, 100000], `max_concurrent_calls` of 0, or a field of the wrong type", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn update(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -243,6 +337,26 @@ async fn update(
     Ok(Json(views::config_json(&cfg, &numbers)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/organizations/telephony-configs/{id}",
+    operation_id = "delete_telephony_config",
+    tag = "Telephony",
+    summary = "Delete a telephony configuration",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`telephony_configuration_not_found`: no such configuration in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn remove(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -256,6 +370,26 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/telephony-configs/{id}/set-default-outbound",
+    operation_id = "set_default_outbound",
+    tag = "Telephony",
+    summary = "Make a configuration the default outbound one",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+    ),
+    responses(
+        (status = 200, description = "The configuration, now the default; the previous default is cleared", body = doc::TelephonyConfig),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`telephony_configuration_not_found`: no such configuration in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn set_default(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -269,6 +403,26 @@ async fn set_default(
     Ok(view(&load(&s, key.org_id, id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/telephony-configs/{id}/phone-numbers",
+    operation_id = "list_phone_numbers",
+    tag = "Telephony",
+    summary = "List caller-ID numbers",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+    ),
+    responses(
+        (status = 200, description = "The configuration's phone numbers", body = Vec<doc::PhoneNumber>),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`telephony_configuration_not_found`: no such configuration in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn list_numbers(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -310,6 +464,29 @@ fn number_error(e: StoreError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/telephony-configs/{id}/phone-numbers",
+    operation_id = "add_phone_number",
+    tag = "Telephony",
+    summary = "Add a caller-ID number",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+    ),
+    request_body(content = doc::CreatePhoneNumberRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new phone number", body = doc::PhoneNumber),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`telephony_configuration_not_found`: no such configuration in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`phone_number_exists`: this number is already on the configuration", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_path`: a path id is not an integer; `invalid_body` (`address` missing or a field of the wrong type), `invalid_phone_number` (`address` is not E.164)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn add_number(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -339,6 +516,30 @@ async fn add_number(
     Ok((StatusCode::CREATED, Json(views::number_json(&n))))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/organizations/telephony-configs/{id}/phone-numbers/{number_id}",
+    operation_id = "update_phone_number",
+    tag = "Telephony",
+    summary = "Update a caller-ID number",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+        ("number_id" = i64, Path, description = "The phone number's id"),
+    ),
+    request_body(content = doc::UpdatePhoneNumberRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated phone number", body = doc::PhoneNumber),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`telephony_configuration_not_found`, or `phone_number_not_found`: no such number on the configuration", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`phone_number_exists`: the new address is already on the configuration", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_path`: a path id is not an integer; `invalid_body` (`address` missing or a field of the wrong type), `invalid_phone_number` (`address` is not E.164)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn update_number(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -376,6 +577,27 @@ async fn update_number(
     Ok(Json(views::number_json(&n)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/organizations/telephony-configs/{id}/phone-numbers/{number_id}",
+    operation_id = "delete_phone_number",
+    tag = "Telephony",
+    summary = "Delete a caller-ID number",
+    params(
+        ("id" = i64, Path, description = "The telephony configuration's id"),
+        ("number_id" = i64, Path, description = "The phone number's id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`phone_number_not_found`: no such number on this configuration of the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn remove_number(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,

@@ -2,15 +2,24 @@
 //! versions, triggers with their URLs, owner, archive.
 
 use crate::http::extract::{AdminKey, JsonBody, SharedState};
-use crate::http::problem::{ApiError, ApiResult, FieldError, store_error};
+use crate::http::problem::{ApiError, ApiResult, store_error};
+use crate::http::schemas as doc;
 use crate::views;
-use axum::extract::{Path, Query, State};
+use crate::http::extract::Path;
+use axum::extract::{Query, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use callgate_domain::definition::{Definition, DefinitionError};
 use callgate_store::{AgentBundle, AgentStatus, DraftEdit, NewAgent, StoreError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+/// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create, list, fetch, update, publish, versions, triggers, owner, archive
+))]
+pub(crate) struct Docs;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -43,16 +52,25 @@ fn definition_errors(status: u16, errors: Vec<DefinitionError>) -> ApiError {
             if let Some(f) = &e.field {
                 pointer.push_str(&format!("/{f}"));
             }
-            FieldError::new(&pointer, "invalid_definition", e.message.clone())
+            // SPEC §6.1: each error carries `kind, id, field, message` (Dograh's
+            // WorkflowError) next to the problem-JSON `pointer` and `code`.
+            json!({
+                "pointer": pointer,
+                "code": "invalid_definition",
+                "message": e.message,
+                "kind": e.kind,
+                "id": e.id,
+                "field": e.field,
+            })
         })
-        .collect();
+        .collect::<Vec<Value>>();
     let code = if status == 422 {
         "invalid_definition"
     } else {
         "bad_definition"
     };
     ApiError::unprocessable(code, format!("Invalid workflow definition: {detail}"))
-        .with_errors(fields)
+        .with_extra("errors", json!(fields))
         .with_extra("is_valid", json!(false))
         .with_extra("validation_errors", json!(errors))
 }
@@ -89,6 +107,26 @@ struct CreateBody {
     workflow_definition: Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflow/create/definition",
+    operation_id = "create_workflow",
+    tag = "Workflows",
+    summary = "Create an agent",
+    description = "SPEC §6.3. Saving checks only what storage needs; a trigger node without `trigger_path` gets a fresh UUID.",
+    request_body(content = doc::CreateAgentRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new agent; version 1 is published and owned by the key's creator", body = doc::Agent),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 409, description = "`trigger_path_taken`: a trigger path of the definition is used by another agent", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_body` (e.g. `name` not 1–255 characters), `invalid_definition` (the graph cannot be stored: shape or trigger path format)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn create(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -125,6 +163,25 @@ struct ListQuery {
     status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflow/fetch",
+    operation_id = "list_workflows",
+    tag = "Workflows",
+    summary = "List agents",
+    params(
+        ("status" = Option<doc::AgentStatus>, Query, description = "Only agents with this status"),
+    ),
+    responses(
+        (status = 200, description = "The organisation's agents", body = Vec<doc::AgentListItem>),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 422, description = "`invalid_query`: `status` is not `active` or `archived`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn list(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -154,6 +211,26 @@ async fn load(s: &SharedState, org: i64, id: i64) -> ApiResult<AgentBundle> {
         .map_err(|e| store_error(e, NOT_FOUND))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflow/fetch/{id}",
+    operation_id = "get_workflow",
+    tag = "Workflows",
+    summary = "Get an agent",
+    params(
+        ("id" = i64, Path, description = "The agent's integer id"),
+    ),
+    responses(
+        (status = 200, description = "The agent with its current draft-or-published definition", body = doc::Agent),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`workflow_not_found`: no such agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn fetch(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -169,6 +246,30 @@ struct UpdateBody {
     template_context_variables: Option<Value>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/workflow/{id}",
+    operation_id = "update_workflow",
+    tag = "Workflows",
+    summary = "Edit the draft",
+    description = "Creates the draft if there is none (SPEC §6.3); the production URL keeps running the published version until the draft is published.",
+    params(
+        ("id" = i64, Path, description = "The agent's integer id"),
+    ),
+    request_body(content = doc::UpdateAgentRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The agent with its updated draft", body = doc::Agent),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`workflow_not_found`: no such agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`trigger_path_taken`: a trigger path of the definition is used by another agent", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_path`: a path id is not an integer; `invalid_body` (e.g. `name` not 1–255 characters, `template_context_variables` not an object), `invalid_definition`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn update(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -221,6 +322,29 @@ async fn update(
     Ok(Json(views::agent_json(&bundle)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflow/{id}/publish",
+    operation_id = "publish_workflow",
+    tag = "Workflows",
+    summary = "Publish the draft",
+    description = "Validates the whole graph (SPEC §6.1) before it goes live.",
+    params(
+        ("id" = i64, Path, description = "The agent's integer id"),
+    ),
+    responses(
+        (status = 200, description = "The agent; the draft is now the published version", body = doc::Agent),
+        (status = 400, description = "`no_draft`: No draft to publish", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`workflow_not_found`: no such agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`trigger_path_taken`: a trigger path of the draft is used by another agent", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer; `invalid_definition`: the graph fails publish validation; the problem carries `is_valid: false` and `validation_errors`", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn publish(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -242,6 +366,26 @@ async fn publish(
     Ok(Json(views::agent_json(&bundle)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflow/{id}/versions",
+    operation_id = "list_workflow_versions",
+    tag = "Workflows",
+    summary = "List definition versions",
+    params(
+        ("id" = i64, Path, description = "The agent's integer id"),
+    ),
+    responses(
+        (status = 200, description = "Every version with its status and `published_at`", body = Vec<doc::AgentVersion>),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`workflow_not_found`: no such agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn versions(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -257,6 +401,26 @@ async fn versions(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflow/{id}/triggers",
+    operation_id = "list_workflow_triggers",
+    tag = "Workflows",
+    summary = "List trigger URLs",
+    params(
+        ("id" = i64, Path, description = "The agent's integer id"),
+    ),
+    responses(
+        (status = 200, description = "Each trigger path with its absolute production and test URLs and whether it is live", body = doc::AgentTriggers),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`workflow_not_found`: no such agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn triggers(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -308,6 +472,28 @@ struct OwnerBody {
     user_id: i64,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/workflow/{id}/owner",
+    operation_id = "set_workflow_owner",
+    tag = "Workflows",
+    summary = "Reassign the execution owner",
+    params(
+        ("id" = i64, Path, description = "The agent's integer id"),
+    ),
+    request_body(content = doc::OwnerRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The agent with its new owner", body = doc::Agent),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`workflow_not_found`, or `user_not_found`: the user is not in this organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, description = "`invalid_path`: a path id is not an integer; `invalid_body`: `user_id` missing or not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn owner(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,
@@ -323,6 +509,26 @@ async fn owner(
     Ok(Json(views::agent_json(&bundle)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflow/{id}/archive",
+    operation_id = "archive_workflow",
+    tag = "Workflows",
+    summary = "Archive an agent",
+    params(
+        ("id" = i64, Path, description = "The agent's integer id"),
+    ),
+    responses(
+        (status = 200, description = "The archived agent; its triggers stop working", body = doc::Agent),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::AdminScopeRequired),
+        (status = 404, description = "`workflow_not_found`: no such agent in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_path`: a path id is not an integer", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
 async fn archive(
     State(s): State<SharedState>,
     AdminKey(key): AdminKey,

@@ -2,4 +2,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod checks;
+mod dry_run;
+mod idempotency;
 mod lifecycle;
+mod management;
+mod openapi;
+mod runs_api;
+mod support;
+mod templates;
+mod tenancy;
+mod versions;
