@@ -1,13 +1,13 @@
 //! Instance administration over HTTP (SPEC §6.4), behind the admin token. The same operations
 //! back the `callgate admin` subcommands through `crate::bootstrap`'s helpers.
 
+use crate::http::extract::Path;
 use crate::http::extract::{InstanceAdmin, JsonBody, SharedState};
 use crate::http::keys::{check_key_name, created_key_json, issue_api_key};
 use crate::http::org::SettingsPatch;
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
-use crate::http::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{post, put};

@@ -1,11 +1,11 @@
 //! The runs API (SPEC §4): calls by `call_id`, the filtered list with cursor paging, and
 //! Dograh's workflow run views.
 
+use crate::http::extract::Path;
 use crate::http::extract::{Auth, SharedState};
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
-use crate::http::extract::Path;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};

@@ -1,10 +1,10 @@
 //! API keys (SPEC §6.3, §11): list, create (raw key shown once), archive, reactivate.
 
+use crate::http::extract::Path;
 use crate::http::extract::{AdminKey, JsonBody, SharedState};
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
-use crate::http::extract::Path;
 use axum::extract::State;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};

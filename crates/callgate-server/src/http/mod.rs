@@ -3,8 +3,8 @@
 pub mod admin;
 pub mod calls;
 pub mod extract;
-pub mod openapi;
 pub mod keys;
+pub mod openapi;
 pub mod ops;
 pub mod org;
 pub mod problem;

@@ -2,11 +2,11 @@
 //! rest and never returned; responses only say which fields are set.
 
 use crate::app::AppState;
+use crate::http::extract::Path;
 use crate::http::extract::{AdminKey, JsonBody, SharedState};
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
-use crate::http::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};

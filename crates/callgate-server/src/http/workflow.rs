@@ -1,11 +1,11 @@
 //! Agents (Dograh "workflows", SPEC §6.3): create, fetch, list, edit the draft, publish,
 //! versions, triggers with their URLs, owner, archive.
 
+use crate::http::extract::Path;
 use crate::http::extract::{AdminKey, JsonBody, SharedState};
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
-use crate::http::extract::Path;
 use axum::extract::{Query, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};

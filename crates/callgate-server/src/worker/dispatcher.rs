@@ -79,7 +79,11 @@ async fn next_hint(
 }
 
 /// One paced claim for a configuration; returns when pacing allows the next dial.
-async fn dispatch_config(state: &Arc<AppState>, config_id: ConfigId, org_id: i64) -> Option<Instant> {
+async fn dispatch_config(
+    state: &Arc<AppState>,
+    config_id: ConfigId,
+    org_id: i64,
+) -> Option<Instant> {
     let cfg = state.catalog.config_any(config_id).await.ok()?;
     let org = state.catalog.org(org_id).await.ok()?;
     let limits = ClaimLimits {

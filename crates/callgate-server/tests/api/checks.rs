@@ -636,7 +636,9 @@ async fn check_21_over_capacity_with_the_reject_policy_or_a_full_queue_is_429() 
         )
         .await;
     assert_eq!(s.status, 200, "{}", s.text);
-    assert_eq!(app.trigger(&ok_body()).await.status, 200);
+    let first = app.trigger(&ok_body()).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let first_call = first.body["call_id"].as_str().unwrap().to_owned();
     let r = app.trigger(&ok_body()).await;
     assert_problem(
         &r,
@@ -646,7 +648,22 @@ async fn check_21_over_capacity_with_the_reject_policy_or_a_full_queue_is_429() 
     );
     assert!(r.header("retry-after").is_some());
 
-    // With the queue policy, a full queue is 429 too.
+    // With the queue policy, a full queue is 429 too. Once the first call has left the queue
+    // (it rings for 2 s), one more fits in a queue of one, and the next does not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let c = app
+            .get(&format!("/api/v1/calls/{first_call}"), &app.tenant.api_key)
+            .await;
+        if c.body["status"] != "queued" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first call never left the queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     app.admin(
         Method::PUT,
         &format!("/api/v1/admin/organizations/{}/settings", app.tenant.org_id),

@@ -15,7 +15,11 @@ async fn a_dry_run_answers_validated_with_what_would_happen_and_creates_no_run()
     let app = TestApp::spawn().await;
     let t = &app.tenant;
     let r = app
-        .post(&dry(&format!("/api/v1/public/agent/{}", t.trigger_path)), &t.api_key, &ok_body())
+        .post(
+            &dry(&format!("/api/v1/public/agent/{}", t.trigger_path)),
+            &t.api_key,
+            &ok_body(),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "validated");
@@ -31,20 +35,38 @@ async fn a_dry_run_answers_validated_with_what_would_happen_and_creates_no_run()
     assert_eq!(r.body["unresolved_variables"], json!([]));
     let prompts = r.body["rendered_prompts"].as_array().unwrap();
     assert!(
-        prompts.iter().any(|p| p["text"] == "Confirm the appointment on the booked day."),
+        prompts
+            .iter()
+            .any(|p| p["text"] == "Confirm the appointment on the booked day."),
         "{}",
         r.text
     );
     let when: jiff::Timestamp = r.body["scheduled_for"].as_str().unwrap().parse().unwrap();
     let lag = jiff::Timestamp::now().duration_since(when).as_secs();
     assert!((0..60).contains(&lag), "scheduled_for is not now: {when}");
-    assert!(r.body.get("workflow_run_id").is_none(), "a dry run has no run: {}", r.text);
+    assert!(
+        r.body.get("workflow_run_id").is_none(),
+        "a dry run has no run: {}",
+        r.text
+    );
     assert!(r.body.get("call_id").is_none(), "{}", r.text);
     assert_eq!(r.header("location"), None);
 
-    assert!(runs(&app, &t.api_key).await.is_empty(), "a dry run created a run");
-    let agent = app.get(&format!("/api/v1/workflow/fetch/{}", t.agent_id), &t.api_key).await;
-    assert_eq!(agent.body["total_runs"], 0, "a dry run was counted: {}", agent.text);
+    assert!(
+        runs(&app, &t.api_key).await.is_empty(),
+        "a dry run created a run"
+    );
+    let agent = app
+        .get(
+            &format!("/api/v1/workflow/fetch/{}", t.agent_id),
+            &t.api_key,
+        )
+        .await;
+    assert_eq!(
+        agent.body["total_runs"], 0,
+        "a dry run was counted: {}",
+        agent.text
+    );
 }
 
 #[tokio::test]
@@ -52,7 +74,13 @@ async fn a_dry_run_reports_unresolved_variables_from_the_version_it_would_run() 
     let app = TestApp::spawn().await;
     let t = &app.tenant;
     let def = definition_with_greeting(&t.trigger_path, "Hi {{customer_name}}, about {{missing}}.");
-    save_draft(&app, &t.api_key, t.agent_id, &json!({"workflow_definition": def})).await;
+    save_draft(
+        &app,
+        &t.api_key,
+        t.agent_id,
+        &json!({"workflow_definition": def}),
+    )
+    .await;
     let test = dry(&format!("/api/v1/public/agent/test/{}", t.trigger_path));
     let r = app.post(&test, &t.api_key, &ok_body()).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -63,7 +91,9 @@ async fn a_dry_run_reports_unresolved_variables_from_the_version_it_would_run() 
 
     // The production route still validates against the published version.
     let prod = dry(&format!("/api/v1/public/agent/{}", t.trigger_path));
-    let r = app.post(&prod, &t.api_key, &json!({"phone_number": "+14155550100"})).await;
+    let r = app
+        .post(&prod, &t.api_key, &json!({"phone_number": "+14155550100"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["agent_version"], 1);
     assert_eq!(r.body["rendered_greeting"], "Hi , this is Ava.");
@@ -75,18 +105,31 @@ async fn a_dry_run_reports_unresolved_variables_from_the_version_it_would_run() 
 async fn a_dry_run_resolves_the_configuration_and_caller_id() {
     let app = TestApp::spawn().await;
     let t = &app.tenant;
-    let numbers = format!("/api/v1/organizations/telephony-configs/{}/phone-numbers", t.config_id);
+    let numbers = format!(
+        "/api/v1/organizations/telephony-configs/{}/phone-numbers",
+        t.config_id
+    );
     let a = app
-        .post(&numbers, &t.api_key, &json!({"address": "+14155550142", "is_default_caller_id": true}))
+        .post(
+            &numbers,
+            &t.api_key,
+            &json!({"address": "+14155550142", "is_default_caller_id": true}),
+        )
         .await;
     assert_eq!(a.status, 201, "{}", a.text);
-    let b = app.post(&numbers, &t.api_key, &json!({"address": "+14155550143"})).await;
+    let b = app
+        .post(&numbers, &t.api_key, &json!({"address": "+14155550143"}))
+        .await;
     assert_eq!(b.status, 201, "{}", b.text);
     let path = dry(&format!("/api/v1/public/agent/{}", t.trigger_path));
 
     let r = app.post(&path, &t.api_key, &ok_body()).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["from_number"], "+14155550142", "the default caller ID: {}", r.text);
+    assert_eq!(
+        r.body["from_number"], "+14155550142",
+        "the default caller ID: {}",
+        r.text
+    );
 
     let mut body = ok_body();
     body["from_phone_number_id"] = b.body["id"].clone();
@@ -105,13 +148,24 @@ async fn a_dry_run_still_runs_every_check() {
     let t = &app.tenant;
     let path = dry(&format!("/api/v1/public/agent/{}", t.trigger_path));
 
-    let r = app.send(app.client.post(app.url(&path)).json(&ok_body())).await;
+    let r = app
+        .send(app.client.post(app.url(&path)).json(&ok_body()))
+        .await;
     assert_problem(&r, 401, "missing_api_key", "Missing API key");
-    let r = app.post(&path, &t.api_key, &json!({"phone_number": "12345"})).await;
-    assert_problem(&r, 422, "invalid_phone_number", "Invalid phone number format");
+    let r = app
+        .post(&path, &t.api_key, &json!({"phone_number": "12345"}))
+        .await;
+    assert_problem(
+        &r,
+        422,
+        "invalid_phone_number",
+        "Invalid phone number format",
+    );
     let r = app.post(&path, &t.api_key, &json!({})).await;
     assert_problem(&r, 422, "missing_phone_number", "phone_number is required");
-    let r = app.post(&dry("/api/v1/public/agent/nope"), &t.api_key, &ok_body()).await;
+    let r = app
+        .post(&dry("/api/v1/public/agent/nope"), &t.api_key, &ok_body())
+        .await;
     assert_problem(&r, 404, "trigger_not_found", "Agent trigger not found");
     let r = app.post(&path, &other.api_key, &ok_body()).await;
     assert_problem(&r, 403, "forbidden", "Access denied");
@@ -129,7 +183,12 @@ async fn a_dry_run_still_runs_every_check() {
         .await;
     assert_eq!(q.status, 200, "{}", q.text);
     let r = app.post(&path, &t.api_key, &ok_body()).await;
-    assert_problem(&r, 402, "quota_exhausted", "Quota exhausted: no call minutes left");
+    assert_problem(
+        &r,
+        402,
+        "quota_exhausted",
+        "Quota exhausted: no call minutes left",
+    );
     assert!(runs(&app, &t.api_key).await.is_empty());
 }
 
@@ -157,11 +216,20 @@ async fn dry_runs_do_not_take_capacity() {
     }
     let limits = app.get("/api/v1/organizations/limits", &t.api_key).await;
     assert_eq!(limits.body["queued_calls"]["used"], 0, "{}", limits.text);
-    assert_eq!(limits.body["concurrent_calls"]["used"], 0, "{}", limits.text);
+    assert_eq!(
+        limits.body["concurrent_calls"]["used"], 0,
+        "{}",
+        limits.text
+    );
     // The one real call still fits; a dry run now sees the organisation full.
     assert_eq!(app.trigger(&ok_body()).await.status, 200);
     let r = app.post(&dry(&path), &t.api_key, &ok_body()).await;
-    assert_problem(&r, 429, "concurrency_limit_reached", "Concurrent call limit reached");
+    assert_problem(
+        &r,
+        429,
+        "concurrency_limit_reached",
+        "Concurrent call limit reached",
+    );
 }
 
 #[tokio::test]
@@ -183,9 +251,19 @@ async fn system_values_that_only_exist_once_a_run_does_are_not_reported_unresolv
         &t.trigger_path,
         "Hi {{customer_name}}, run {{workflow_run_id}} ({{call_id}}) to {{called_number}}.",
     );
-    save_draft(&app, &t.api_key, t.agent_id, &json!({"workflow_definition": def})).await;
+    save_draft(
+        &app,
+        &t.api_key,
+        t.agent_id,
+        &json!({"workflow_definition": def}),
+    )
+    .await;
     let r = app
-        .post(&dry(&format!("/api/v1/public/agent/test/{}", t.trigger_path)), &t.api_key, &ok_body())
+        .post(
+            &dry(&format!("/api/v1/public/agent/test/{}", t.trigger_path)),
+            &t.api_key,
+            &ok_body(),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["unresolved_variables"], json!([]), "{}", r.text);

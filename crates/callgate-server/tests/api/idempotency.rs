@@ -40,13 +40,19 @@ async fn the_same_key_and_body_replay_the_original_answer_and_create_no_second_r
     assert_eq!(runs(&app, key).await.len(), 1, "a replay created a run");
 
     // Still the original answer once the call has moved on and ended.
-    app.wait_for_end(key, first.body["call_id"].as_str().unwrap()).await;
+    app.wait_for_end(key, first.body["call_id"].as_str().unwrap())
+        .await;
     let third = trigger_with_key(&app, "order-1001", &ok_body()).await;
     assert_eq!(third.status, 200, "{}", third.text);
     assert_eq!(third.body, first.body);
     assert_eq!(third.header("idempotent-replayed"), Some("true"));
     assert_eq!(runs(&app, key).await.len(), 1);
-    let fetched = app.get(&format!("/api/v1/workflow/fetch/{}", app.tenant.agent_id), key).await;
+    let fetched = app
+        .get(
+            &format!("/api/v1/workflow/fetch/{}", app.tenant.agent_id),
+            key,
+        )
+        .await;
     assert_eq!(fetched.body["total_runs"], 1, "{}", fetched.text);
 }
 
@@ -55,7 +61,8 @@ async fn the_same_key_with_a_different_body_is_422_idempotency_key_reused() {
     let app = TestApp::spawn().await;
     let first = trigger_with_key(&app, "order-1002", &ok_body()).await;
     assert_eq!(first.status, 200, "{}", first.text);
-    let other = json!({"phone_number": "+14155550199", "initial_context": {"customer_name": "Jane"}});
+    let other =
+        json!({"phone_number": "+14155550199", "initial_context": {"customer_name": "Jane"}});
     let r = trigger_with_key(&app, "order-1002", &other).await;
     assert_problem(&r, 422, "idempotency_key_reused", "");
     assert_eq!(r.header("idempotent-replayed"), None);
@@ -75,9 +82,17 @@ async fn a_duplicate_arriving_while_the_first_is_in_flight_is_409_idempotency_in
 
     let r = trigger_with_key(&app, "order-1003", &ok_body()).await;
     assert_problem(&r, 409, "idempotency_in_flight", "");
-    assert!(runs(&app, &app.tenant.api_key).await.is_empty(), "an in-flight duplicate created a run");
+    assert!(
+        runs(&app, &app.tenant.api_key).await.is_empty(),
+        "an in-flight duplicate created a run"
+    );
     // Another key, or the same key on another route, is not held up.
-    assert_eq!(trigger_with_key(&app, "order-1004", &ok_body()).await.status, 200);
+    assert_eq!(
+        trigger_with_key(&app, "order-1004", &ok_body())
+            .await
+            .status,
+        200
+    );
     let test = format!("/api/v1/public/agent/test/{}", app.tenant.trigger_path);
     let r = post_with_key(&app, &test, &app.tenant.api_key, "order-1003", &ok_body()).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -96,7 +111,9 @@ async fn a_duplicate_arriving_while_the_first_is_in_flight_is_409_idempotency_in
 async fn keys_are_scoped_per_api_key_and_per_route() {
     let app = TestApp::spawn().await;
     let key = &app.tenant.api_key;
-    let created = app.post("/api/v1/user/api-keys", key, &json!({"name": "second"})).await;
+    let created = app
+        .post("/api/v1/user/api-keys", key, &json!({"name": "second"}))
+        .await;
     assert_eq!(created.status, 200, "{}", created.text);
     let second = created.body["api_key"].as_str().unwrap().to_owned();
     let prod = production_path(&app);
@@ -107,7 +124,11 @@ async fn keys_are_scoped_per_api_key_and_per_route() {
     for (path, api_key) in [(&prod, key), (&prod, &second), (&test, key), (&wf, key)] {
         let r = post_with_key(&app, path, api_key, "shared-key", &ok_body()).await;
         assert_eq!(r.status, 200, "{path}: {}", r.text);
-        assert_eq!(r.header("idempotent-replayed"), None, "{path} replayed another scope's answer");
+        assert_eq!(
+            r.header("idempotent-replayed"),
+            None,
+            "{path} replayed another scope's answer"
+        );
         call_ids.push(r.body["call_id"].as_str().unwrap().to_owned());
     }
     call_ids.sort();
@@ -155,9 +176,23 @@ async fn a_dry_run_with_a_key_creates_nothing_and_does_not_use_up_the_key() {
 async fn the_outbound_api_replays_its_own_answer_for_a_repeated_key() {
     let app = TestApp::spawn().await;
     let body = json!({"agent_id": app.tenant.agent_id, "to_number": "+14155550100"});
-    let first = post_with_key(&app, "/api/v1/calls/outbound", &app.tenant.api_key, "ob-1", &body).await;
+    let first = post_with_key(
+        &app,
+        "/api/v1/calls/outbound",
+        &app.tenant.api_key,
+        "ob-1",
+        &body,
+    )
+    .await;
     assert_eq!(first.status, 200, "{}", first.text);
-    let second = post_with_key(&app, "/api/v1/calls/outbound", &app.tenant.api_key, "ob-1", &body).await;
+    let second = post_with_key(
+        &app,
+        "/api/v1/calls/outbound",
+        &app.tenant.api_key,
+        "ob-1",
+        &body,
+    )
+    .await;
     assert_eq!(second.status, 200, "{}", second.text);
     assert_eq!(second.body, first.body);
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
@@ -187,7 +222,11 @@ async fn a_replay_of_a_refused_dial_answers_the_original_400_again() {
     let first = send().await;
     assert_problem(&first, 400, "dial_failed", "");
     let second = send().await;
-    assert_eq!(second.status, 400, "the replay changed the status: {}", second.text);
+    assert_eq!(
+        second.status, 400,
+        "the replay changed the status: {}",
+        second.text
+    );
     assert_eq!(second.body, first.body);
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
     assert_eq!(runs(&app, &app.tenant.api_key).await.len(), 1);

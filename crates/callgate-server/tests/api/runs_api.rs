@@ -8,7 +8,12 @@ use callgate_testkit::{Options, TestApp, definition_with_trigger};
 use serde_json::{Value, json};
 
 fn ids(r: &Value) -> Vec<i64> {
-    r["data"].as_array().unwrap().iter().map(|x| x["workflow_run_id"].as_i64().unwrap()).collect()
+    r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["workflow_run_id"].as_i64().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -19,7 +24,13 @@ async fn the_runs_list_filters_by_status_outcome_agent_external_id_phone_and_tim
     })
     .await;
     let key = &app.tenant.api_key;
-    let second = create_agent(&app, key, "Second", definition_with_trigger(Some("second-line"))).await;
+    let second = create_agent(
+        &app,
+        key,
+        "Second",
+        definition_with_trigger(Some("second-line")),
+    )
+    .await;
     let second_id = second["id"].as_i64().unwrap();
     let mut made = Vec::new();
     for (path, phone, ext) in [
@@ -28,10 +39,17 @@ async fn the_runs_list_filters_by_status_outcome_agent_external_id_phone_and_tim
         ("second-line", "+14155550100", "c"),
     ] {
         let r = app
-            .post(&format!("/api/v1/public/agent/{path}"), key, &json!({"phone_number": phone, "external_id": ext}))
+            .post(
+                &format!("/api/v1/public/agent/{path}"),
+                key,
+                &json!({"phone_number": phone, "external_id": ext}),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
-        made.push((r.body["workflow_run_id"].as_i64().unwrap(), r.body["call_id"].as_str().unwrap().to_owned()));
+        made.push((
+            r.body["workflow_run_id"].as_i64().unwrap(),
+            r.body["call_id"].as_str().unwrap().to_owned(),
+        ));
     }
     for (_, call_id) in &made {
         app.wait_for_end(key, call_id).await;
@@ -50,22 +68,52 @@ async fn the_runs_list_filters_by_status_outcome_agent_external_id_phone_and_tim
     assert_eq!(list("status=queued").await, Vec::<i64>::new());
     assert_eq!(list("outcome=busy").await, [b]);
     assert_eq!(list("outcome=completed").await, [c, a]);
-    let by_agent = app.get(&format!("/api/v1/calls?agent_id={second_id}"), key).await;
+    let by_agent = app
+        .get(&format!("/api/v1/calls?agent_id={second_id}"), key)
+        .await;
     assert_eq!(ids(&by_agent.body), [c]);
     assert_eq!(list("external_id=b").await, [b]);
     assert_eq!(list("phone_number=%2B14155550101").await, [b]);
-    assert_eq!(list("phone_number=%2B1%20415%20555%200100").await, [c, a], "formatting is normalised");
-    assert_eq!(list("outcome=completed&agent_id=999999").await, Vec::<i64>::new());
+    assert_eq!(
+        list("phone_number=%2B1%20415%20555%200100").await,
+        [c, a],
+        "formatting is normalised"
+    );
+    assert_eq!(
+        list("outcome=completed&agent_id=999999").await,
+        Vec::<i64>::new()
+    );
     assert_eq!(list("created_after=2000-01-01T00:00:00Z").await, [c, b, a]);
-    assert_eq!(list("created_after=2999-01-01T00:00:00Z").await, Vec::<i64>::new());
-    assert_eq!(list("created_before=2000-01-01T00:00:00Z").await, Vec::<i64>::new());
+    assert_eq!(
+        list("created_after=2999-01-01T00:00:00Z").await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        list("created_before=2000-01-01T00:00:00Z").await,
+        Vec::<i64>::new()
+    );
     let first = app.get(&format!("/api/v1/calls/{}", made[0].1), key).await;
     let created: jiff::Timestamp = first.body["created_at"].as_str().unwrap().parse().unwrap();
-    let after = format!("created_after={}", urlencode(&(created + jiff::SignedDuration::from_micros(1)).to_string()));
+    let after = format!(
+        "created_after={}",
+        urlencode(&(created + jiff::SignedDuration::from_micros(1)).to_string())
+    );
     let r = app.get(&format!("/api/v1/calls?{after}"), key).await;
-    assert!(!ids(&r.body).contains(&a), "created_after included an older run: {}", r.text);
+    assert!(
+        !ids(&r.body).contains(&a),
+        "created_after included an older run: {}",
+        r.text
+    );
 
-    for bad in ["status=flying", "outcome=great", "created_after=yesterday", "limit=0", "limit=101", "cursor=abc", "agent_id=x"] {
+    for bad in [
+        "status=flying",
+        "outcome=great",
+        "created_after=yesterday",
+        "limit=0",
+        "limit=101",
+        "cursor=abc",
+        "agent_id=x",
+    ] {
         let r = app.get(&format!("/api/v1/calls?{bad}"), key).await;
         assert_problem(&r, 422, "invalid_query", "");
     }
@@ -142,7 +190,9 @@ async fn dograhs_run_view_shows_one_run_of_its_workflow_only() {
     let call_id = r.body["call_id"].as_str().unwrap().to_owned();
     let run_id = r.body["workflow_run_id"].as_i64().unwrap();
     app.wait_for_end(key, &call_id).await;
-    let v = app.get(&format!("/api/v1/workflow/{agent}/runs/{run_id}"), key).await;
+    let v = app
+        .get(&format!("/api/v1/workflow/{agent}/runs/{run_id}"), key)
+        .await;
     assert_eq!(v.status, 200, "{}", v.text);
     for f in DOGRAH_RUN_FIELDS {
         assert!(v.body.get(f).is_some(), "{f} missing: {}", v.text);
@@ -157,12 +207,24 @@ async fn dograhs_run_view_shows_one_run_of_its_workflow_only() {
     assert_eq!(v.body["initial_context"]["workflow_run_id"], run_id);
 
     // A run of another workflow of the same organisation is not found under this one.
-    create_agent(&app, key, "Second", definition_with_trigger(Some("second-line"))).await;
-    let other = app.post("/api/v1/public/agent/second-line", key, &ok_body()).await;
+    create_agent(
+        &app,
+        key,
+        "Second",
+        definition_with_trigger(Some("second-line")),
+    )
+    .await;
+    let other = app
+        .post("/api/v1/public/agent/second-line", key, &ok_body())
+        .await;
     let other_id = other.body["workflow_run_id"].as_i64().unwrap();
-    let r = app.get(&format!("/api/v1/workflow/{agent}/runs/{other_id}"), key).await;
+    let r = app
+        .get(&format!("/api/v1/workflow/{agent}/runs/{other_id}"), key)
+        .await;
     assert_problem(&r, 404, "workflow_run_not_found", "Workflow run not found");
-    let r = app.get(&format!("/api/v1/workflow/{agent}/runs/999999"), key).await;
+    let r = app
+        .get(&format!("/api/v1/workflow/{agent}/runs/999999"), key)
+        .await;
     assert_problem(&r, 404, "workflow_run_not_found", "Workflow run not found");
 }
 
@@ -173,18 +235,39 @@ async fn dograhs_run_list_pages_by_page_and_limit() {
     let agent = app.tenant.agent_id;
     let mut made = Vec::new();
     for _ in 0..3 {
-        made.push(app.trigger(&ok_body()).await.body["workflow_run_id"].as_i64().unwrap());
+        made.push(
+            app.trigger(&ok_body()).await.body["workflow_run_id"]
+                .as_i64()
+                .unwrap(),
+        );
     }
-    create_agent(&app, key, "Second", definition_with_trigger(Some("second-line"))).await;
-    app.post("/api/v1/public/agent/second-line", key, &ok_body()).await;
+    create_agent(
+        &app,
+        key,
+        "Second",
+        definition_with_trigger(Some("second-line")),
+    )
+    .await;
+    app.post("/api/v1/public/agent/second-line", key, &ok_body())
+        .await;
     let page = |n: u32| {
         let app = &app;
         async move {
-            let r = app.get(&format!("/api/v1/workflow/{agent}/runs?page={n}&limit=2"), key).await;
+            let r = app
+                .get(
+                    &format!("/api/v1/workflow/{agent}/runs?page={n}&limit=2"),
+                    key,
+                )
+                .await;
             assert_eq!(r.status, 200, "{}", r.text);
             assert_eq!(r.body["page"], n);
             assert_eq!(r.body["limit"], 2);
-            r.body["runs"].as_array().unwrap().iter().map(|x| x["id"].as_i64().unwrap()).collect::<Vec<_>>()
+            r.body["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["id"].as_i64().unwrap())
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(page(1).await, [made[2], made[1]]);
@@ -198,19 +281,38 @@ async fn dograhs_run_list_pages_by_page_and_limit() {
 async fn the_outbound_api_places_a_call_by_agent_id_or_uuid() {
     let app = TestApp::spawn().await;
     let t = &app.tenant;
-    for agent_ref in [json!(t.agent_id), json!(t.workflow_uuid), json!(t.agent_id.to_string())] {
+    for agent_ref in [
+        json!(t.agent_id),
+        json!(t.workflow_uuid),
+        json!(t.agent_id.to_string()),
+    ] {
         let r = app
-            .post("/api/v1/calls/outbound", &t.api_key, &json!({"agent_id": agent_ref, "to_number": "+1 415 555 0100"}))
+            .post(
+                "/api/v1/calls/outbound",
+                &t.api_key,
+                &json!({"agent_id": agent_ref, "to_number": "+1 415 555 0100"}),
+            )
             .await;
         assert_eq!(r.status, 200, "{agent_ref}: {}", r.text);
-        for f in ["call_id", "status", "agent_id", "to_number", "from_number", "queued_at"] {
+        for f in [
+            "call_id",
+            "status",
+            "agent_id",
+            "to_number",
+            "from_number",
+            "queued_at",
+        ] {
             assert!(r.body.get(f).is_some(), "{f} missing: {}", r.text);
         }
         assert_eq!(r.body["status"], "queued");
         assert_eq!(r.body["agent_id"], agent_ref, "agent_id is echoed as sent");
         assert_eq!(r.body["to_number"], "+14155550100");
         assert!(r.body["from_number"].is_null(), "{}", r.text);
-        r.body["queued_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+        r.body["queued_at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap();
         let run = run_of(&app, &t.api_key, &r).await;
         assert_eq!(run["agent_id"], t.agent_id);
         assert_eq!(run["trigger_mode"], "production");
@@ -223,18 +325,28 @@ async fn the_outbound_api_runs_the_published_version_and_appends_its_context() {
     let app = TestApp::spawn().await;
     let t = &app.tenant;
     let def = definition_with_greeting(&t.trigger_path, "Draft greeting");
-    save_draft(&app, &t.api_key, t.agent_id, &json!({"workflow_definition": def})).await;
+    save_draft(
+        &app,
+        &t.api_key,
+        t.agent_id,
+        &json!({"workflow_definition": def}),
+    )
+    .await;
     let body = json!({"agent_id": t.agent_id, "to_number": "+14155550100",
                       "variables": {"customer_name": "Ola"}, "context": "The customer {{customer_name}} is a VIP."});
     let r = app.post("/api/v1/calls/outbound", &t.api_key, &body).await;
     let run = run_of(&app, &t.api_key, &r).await;
     assert_eq!(run["agent_version"], 1);
     assert_eq!(run["greeting"], "Hi Ola, this is Ava.");
-    let r = app.post("/api/v1/calls/outbound?dry_run=true", &t.api_key, &body).await;
+    let r = app
+        .post("/api/v1/calls/outbound?dry_run=true", &t.api_key, &body)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let prompts = r.body["rendered_prompts"].as_array().unwrap();
     assert!(
-        prompts.iter().any(|p| p["text"] == "The customer Ola is a VIP."),
+        prompts
+            .iter()
+            .any(|p| p["text"] == "The customer Ola is a VIP."),
         "context not rendered into the prompts: {}",
         r.text
     );
@@ -245,7 +357,11 @@ async fn the_outbound_api_uses_from_number_to_pick_the_configuration() {
     let app = TestApp::spawn().await;
     let t = &app.tenant;
     let c = app
-        .post("/api/v1/organizations/telephony-configs", &t.api_key, &json!({"name": "Sim 2", "provider": "simulator", "credentials": {}}))
+        .post(
+            "/api/v1/organizations/telephony-configs",
+            &t.api_key,
+            &json!({"name": "Sim 2", "provider": "simulator", "credentials": {}}),
+        )
         .await;
     let second = c.body["id"].as_i64().unwrap();
     let n = app
@@ -283,28 +399,58 @@ async fn the_outbound_api_refuses_bad_numbers_unknown_agents_and_missing_keys() 
         }
         b
     };
-    let r = app.post(ob, &t.api_key, &body(json!({"from_number": "+14155550999"}))).await;
+    let r = app
+        .post(
+            ob,
+            &t.api_key,
+            &body(json!({"from_number": "+14155550999"})),
+        )
+        .await;
     assert_problem(&r, 422, "invalid_phone", "");
-    let r = app.post(ob, &t.api_key, &body(json!({"from_number": "nope"}))).await;
+    let r = app
+        .post(ob, &t.api_key, &body(json!({"from_number": "nope"})))
+        .await;
     assert_problem(&r, 422, "invalid_phone", "");
     for bad in ["123", "+1", "+15550001234"] {
-        let r = app.post(ob, &t.api_key, &body(json!({"to_number": bad}))).await;
+        let r = app
+            .post(ob, &t.api_key, &body(json!({"to_number": bad})))
+            .await;
         assert_problem(&r, 422, "invalid_phone", "");
     }
-    let r = app.post(ob, &t.api_key, &json!({"agent_id": t.agent_id})).await;
+    let r = app
+        .post(ob, &t.api_key, &json!({"agent_id": t.agent_id}))
+        .await;
     assert_problem(&r, 422, "invalid_phone", "");
-    for agent in [json!(999999), json!("3f2a1c4d-0000-4000-8000-000000000000"), json!("nobody"), json!(other.agent_id), json!(other.workflow_uuid)] {
-        let r = app.post(ob, &t.api_key, &body(json!({"agent_id": agent}))).await;
+    for agent in [
+        json!(999999),
+        json!("3f2a1c4d-0000-4000-8000-000000000000"),
+        json!("nobody"),
+        json!(other.agent_id),
+        json!(other.workflow_uuid),
+    ] {
+        let r = app
+            .post(ob, &t.api_key, &body(json!({"agent_id": agent})))
+            .await;
         assert_problem(&r, 404, "not_found", "");
     }
-    app.post(&format!("/api/v1/workflow/{}/archive", t.agent_id), &t.api_key, &json!({})).await;
+    app.post(
+        &format!("/api/v1/workflow/{}/archive", t.agent_id),
+        &t.api_key,
+        &json!({}),
+    )
+    .await;
     let r = app.post(ob, &t.api_key, &body(json!({}))).await;
     assert_problem(&r, 404, "not_found", "");
-    let r = app.send(app.client.post(app.url(ob)).json(&body(json!({})))).await;
+    let r = app
+        .send(app.client.post(app.url(ob)).json(&body(json!({}))))
+        .await;
     assert_problem(&r, 401, "unauthorized", "");
     let r = app.post(ob, "cg_wrong", &body(json!({}))).await;
     assert_problem(&r, 401, "unauthorized", "");
-    assert!(runs(&app, &t.api_key).await.is_empty(), "a refused outbound call created a run");
+    assert!(
+        runs(&app, &t.api_key).await.is_empty(),
+        "a refused outbound call created a run"
+    );
 }
 
 #[tokio::test]
@@ -312,7 +458,13 @@ async fn initiate_call_runs_the_draft_like_the_test_route() {
     let app = TestApp::spawn().await;
     let t = &app.tenant;
     let def = definition_with_greeting(&t.trigger_path, "Draft hello {{customer_name}}");
-    save_draft(&app, &t.api_key, t.agent_id, &json!({"workflow_definition": def})).await;
+    save_draft(
+        &app,
+        &t.api_key,
+        t.agent_id,
+        &json!({"workflow_definition": def}),
+    )
+    .await;
     let r = app
         .post(
             "/api/v1/telephony/initiate-call",
@@ -333,11 +485,30 @@ async fn initiate_call_runs_the_draft_like_the_test_route() {
     assert_eq!(run["name"], format!("WR-TEST-{run_id:04}"));
 
     let ic = "/api/v1/telephony/initiate-call";
-    let r = app.post(ic, &t.api_key, &json!({"workflow_id": 999999, "phone_number": "+14155550100"})).await;
+    let r = app
+        .post(
+            ic,
+            &t.api_key,
+            &json!({"workflow_id": 999999, "phone_number": "+14155550100"}),
+        )
+        .await;
     assert_problem(&r, 404, "workflow_not_found", "Workflow not found");
-    let r = app.post(ic, &t.api_key, &json!({"workflow_id": t.agent_id, "phone_number": "12"})).await;
-    assert_problem(&r, 422, "invalid_phone_number", "Invalid phone number format");
-    let r = app.post(ic, &t.api_key, &json!({"phone_number": "+14155550100"})).await;
+    let r = app
+        .post(
+            ic,
+            &t.api_key,
+            &json!({"workflow_id": t.agent_id, "phone_number": "12"}),
+        )
+        .await;
+    assert_problem(
+        &r,
+        422,
+        "invalid_phone_number",
+        "Invalid phone number format",
+    );
+    let r = app
+        .post(ic, &t.api_key, &json!({"phone_number": "+14155550100"}))
+        .await;
     assert_problem(&r, 422, "invalid_body", "");
     assert_eq!(runs(&app, &t.api_key).await.len(), 1);
 }

@@ -55,7 +55,9 @@ pub fn definition_with_greeting(path: &str, greeting: &str) -> Value {
 
 /// Saves a draft (`PUT /api/v1/workflow/{id}`) and insists it worked.
 pub async fn save_draft(app: &TestApp, key: &str, agent: i64, body: &Value) -> Value {
-    let r = app.put(&format!("/api/v1/workflow/{agent}"), key, body).await;
+    let r = app
+        .put(&format!("/api/v1/workflow/{agent}"), key, body)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body
 }
@@ -63,7 +65,11 @@ pub async fn save_draft(app: &TestApp, key: &str, agent: i64, body: &Value) -> V
 /// Publishes the draft and insists it worked.
 pub async fn publish(app: &TestApp, key: &str, agent: i64) -> Value {
     let r = app
-        .post(&format!("/api/v1/workflow/{agent}/publish"), key, &json!({}))
+        .post(
+            &format!("/api/v1/workflow/{agent}/publish"),
+            key,
+            &json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body

@@ -20,7 +20,11 @@ async fn agent_greeting(app: &TestApp, path: &str, greeting: &str, prompt: Optio
 /// Triggers `url` with `context` and returns the run.
 async fn run_with(app: &TestApp, url: &str, context: Value) -> Value {
     let r = app
-        .post(url, &app.tenant.api_key, &json!({"phone_number": "+14155550100", "initial_context": context}))
+        .post(
+            url,
+            &app.tenant.api_key,
+            &json!({"phone_number": "+14155550100", "initial_context": context}),
+        )
         .await;
     run_of(app, &app.tenant.api_key, &r).await
 }
@@ -48,14 +52,23 @@ async fn prefixed_names_dotted_paths_and_fallbacks_resolve_on_the_run() {
 #[tokio::test]
 async fn objects_render_as_json_and_values_are_inserted_literally() {
     let app = TestApp::spawn().await;
-    let url = agent_greeting(&app, "values", "O={{o}} N={{n}} B={{b}} A={{a}} V={{v}}", None).await;
+    let url = agent_greeting(
+        &app,
+        "values",
+        "O={{o}} N={{n}} B={{b}} A={{a}} V={{v}}",
+        None,
+    )
+    .await;
     let run = run_with(
         &app,
         &url,
         json!({"o": {"k": [1, "v"]}, "n": 42, "b": true, "a": [1, 2], "v": "{{secret}}", "secret": "s3cr3t"}),
     )
     .await;
-    assert_eq!(run["greeting"], r#"O={"k":[1,"v"]} N=42 B=true A=[1,2] V={{secret}}"#);
+    assert_eq!(
+        run["greeting"],
+        r#"O={"k":[1,"v"]} N=42 B=true A=[1,2] V={{secret}}"#
+    );
     assert_eq!(run["unresolved_variables"], json!([]));
 }
 
@@ -80,12 +93,24 @@ async fn built_ins_and_system_values_are_usable_in_templates() {
     );
     assert_eq!(ny.len(), "2024-03-11 10:05:09 EDT".len(), "{greeting}");
     assert!(parts[1].ends_with(" UTC"), "{greeting}");
-    assert_ne!(&parts[0][2..21], &parts[1][2..21], "New York time equals UTC: {greeting}");
+    assert_ne!(
+        &parts[0][2..21],
+        &parts[1][2..21],
+        "New York time equals UTC: {greeting}"
+    );
     assert_eq!(parts[2], "P=+14155550100");
     assert_eq!(parts[3], format!("R={}", run["workflow_run_id"]));
     assert_eq!(parts[4], format!("C={}", run["call_id"].as_str().unwrap()));
     assert_eq!(parts[5], "M=production");
-    let days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let days = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
     assert!(days.contains(&&parts[6][2..]), "{greeting}");
     assert_eq!(run["unresolved_variables"], json!([]));
 }
@@ -102,7 +127,10 @@ async fn missing_names_in_the_greeting_and_prompts_are_recorded_once_each() {
     .await;
     let run = run_with(&app, &url, json!({"unrelated": 1})).await;
     assert_eq!(run["greeting"], "Hi   !");
-    assert_eq!(run["unresolved_variables"], json!(["first", "last", "topic"]));
+    assert_eq!(
+        run["unresolved_variables"],
+        json!(["first", "last", "topic"])
+    );
 }
 
 #[tokio::test]
@@ -116,10 +144,18 @@ async fn first_message_overrides_the_greeting_and_is_templated() {
         }))
         .await;
     let created = run_of(&app, &app.tenant.api_key, &r).await;
-    assert_eq!(created["greeting"], "Hey Jane, quick question about your order.");
+    assert_eq!(
+        created["greeting"],
+        "Hey Jane, quick question about your order."
+    );
     // What the person hears is the override.
-    let ended = app.wait_for_end(&app.tenant.api_key, r.body["call_id"].as_str().unwrap()).await;
-    assert_eq!(ended["transcript"][0]["text"], "Hey Jane, quick question about your order.");
+    let ended = app
+        .wait_for_end(&app.tenant.api_key, r.body["call_id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        ended["transcript"][0]["text"],
+        "Hey Jane, quick question about your order."
+    );
 }
 
 #[tokio::test]
@@ -143,13 +179,22 @@ async fn dograh_greeting_override_in_the_context_is_honoured() {
             "initial_context": {"customer_name": "Jane", "greeting_override": {"type": "audio", "url": "x"}}
         }))
         .await;
-    assert_eq!(run_of(&app, &app.tenant.api_key, &r).await["greeting"], "Hi Jane, this is Ava.");
+    assert_eq!(
+        run_of(&app, &app.tenant.api_key, &r).await["greeting"],
+        "Hi Jane, this is Ava."
+    );
 }
 
 #[tokio::test]
 async fn a_caller_cannot_override_system_values() {
     let app = TestApp::spawn().await;
-    let url = agent_greeting(&app, "system", "Calling {{called_number}} as {{direction}}", None).await;
+    let url = agent_greeting(
+        &app,
+        "system",
+        "Calling {{called_number}} as {{direction}}",
+        None,
+    )
+    .await;
     let spoof = json!({
         "customer_name": "Jane",
         "called_number": "+19995550000",
@@ -167,7 +212,10 @@ async fn a_caller_cannot_override_system_values() {
     assert_eq!(ctx["direction"], "outbound");
     assert_eq!(ctx["trigger_mode"], "production");
     assert_ne!(ctx["api_key_id"], 999);
-    assert_eq!(ctx["customer_name"], "Jane", "the caller's own values are kept");
+    assert_eq!(
+        ctx["customer_name"], "Jane",
+        "the caller's own values are kept"
+    );
     assert_eq!(ctx["telephony_configuration_id"], app.tenant.config_id);
     assert_eq!(ctx["provider"], "simulator");
     assert_eq!(ctx["agent_identifier_type"], "trigger_path");
@@ -191,8 +239,13 @@ async fn metadata_is_echoed_unchanged_and_hidden_from_templates() {
     assert_eq!(created["metadata"], metadata);
     assert_eq!(created["greeting"], "Hi Jane ");
     assert_eq!(created["unresolved_variables"], json!(["crm.id"]));
-    assert!(created["initial_context"].get("crm").is_none(), "metadata leaked into the context");
-    let ended = app.wait_for_end(&app.tenant.api_key, r.body["call_id"].as_str().unwrap()).await;
+    assert!(
+        created["initial_context"].get("crm").is_none(),
+        "metadata leaked into the context"
+    );
+    let ended = app
+        .wait_for_end(&app.tenant.api_key, r.body["call_id"].as_str().unwrap())
+        .await;
     assert_eq!(ended["metadata"], metadata);
 }
 
@@ -211,8 +264,12 @@ async fn external_ids_are_kept_and_filterable() {
     assert_eq!(run(&app, key, &ids[1]).await["external_id"], "lead-43");
     let r = app.get("/api/v1/calls?external_id=lead-42", key).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let found: Vec<&str> =
-        r.body["data"].as_array().unwrap().iter().map(|x| x["call_id"].as_str().unwrap()).collect();
+    let found: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["call_id"].as_str().unwrap())
+        .collect();
     assert_eq!(found, [ids[2].as_str(), ids[0].as_str()], "newest first");
     let r = app.get("/api/v1/calls?external_id=nobody", key).await;
     assert_eq!(r.body["data"], json!([]));
@@ -229,7 +286,10 @@ async fn the_outbound_api_renders_its_variables_and_first_message() {
             &json!({"agent_id": app.tenant.agent_id, "to_number": "+14155550100", "variables": {"customer_name": "Ola"}}),
         )
         .await;
-    assert_eq!(run_of(&app, &app.tenant.api_key, &r).await["greeting"], "Hi Ola, this is Ava.");
+    assert_eq!(
+        run_of(&app, &app.tenant.api_key, &r).await["greeting"],
+        "Hi Ola, this is Ava."
+    );
     let r = app
         .post(
             "/api/v1/calls/outbound",
@@ -238,5 +298,8 @@ async fn the_outbound_api_renders_its_variables_and_first_message() {
                     "variables": {"customer_name": "Ola"}, "first_message": "Yo {{customer_name}}"}),
         )
         .await;
-    assert_eq!(run_of(&app, &app.tenant.api_key, &r).await["greeting"], "Yo Ola");
+    assert_eq!(
+        run_of(&app, &app.tenant.api_key, &r).await["greeting"],
+        "Yo Ola"
+    );
 }
