@@ -122,29 +122,36 @@ fn clone_err(e: &StoreError) -> StoreError {
     }
 }
 
+/// Runs a prepared (cached) statement that takes no parameters and returns no rows.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(crate::util::db_err)?;
-    for job in batch.iter_mut() {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(crate::util::db_err(e));
-        }
-        let ok = job.run(conn);
-        let end = if ok {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
-        if let Err(e) = conn.execute_batch(end) {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(crate::util::db_err(e));
-        }
-    }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    exec(conn, "BEGIN IMMEDIATE").map_err(crate::util::db_err)?;
+    let abort = |e: rusqlite::Error| {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(crate::util::db_err(e));
+        crate::util::db_err(e)
+    };
+    // One job alone needs no savepoint: if it fails the whole transaction is rolled back.
+    let single = batch.len() == 1;
+    for job in batch.iter_mut() {
+        if single {
+            if !job.run(conn) {
+                exec(conn, "ROLLBACK").map_err(crate::util::db_err)?;
+                return Ok(());
+            }
+            continue;
+        }
+        exec(conn, "SAVEPOINT job").map_err(abort)?;
+        if job.run(conn) {
+            exec(conn, "RELEASE job").map_err(abort)?;
+        } else {
+            exec(conn, "ROLLBACK TO job").map_err(abort)?;
+            exec(conn, "RELEASE job").map_err(abort)?;
+        }
     }
+    exec(conn, "COMMIT").map_err(abort)?;
     Ok(())
 }
 
