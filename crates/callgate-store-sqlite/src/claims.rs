@@ -52,8 +52,13 @@ pub fn claim(
         )
         .map_err(db_err)?;
     for run in &claimed {
-        ev.execute(params![run.id, RunStatus::Dialing.as_str(), ts(now), run.attempt])
-            .map_err(db_err)?;
+        ev.execute(params![
+            run.id,
+            RunStatus::Dialing.as_str(),
+            ts(now),
+            run.attempt
+        ])
+        .map_err(db_err)?;
     }
     Ok(claimed)
 }

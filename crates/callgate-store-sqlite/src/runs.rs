@@ -140,7 +140,10 @@ fn billable_seconds(answered: Option<Timestamp>, ended: Timestamp) -> Option<i64
     Some(((micros.max(0) + 999_999) / 1_000_000) as i64)
 }
 
+/// The record `enqueue_run` answers with. Times are taken as stored (whole microseconds), so
+/// it equals what `get_run` reads back (the store contract checks this).
 fn new_run_into_record(id: RunId, new: NewRun) -> Run {
+    let created_at = from_ts(ts(new.created_at));
     Run {
         id,
         call_id: new.call_id,
@@ -162,8 +165,8 @@ fn new_run_into_record(id: RunId, new: NewRun) -> Run {
         answered_by: None,
         attempt: 1,
         max_attempts: new.max_attempts,
-        created_at: new.created_at,
-        scheduled_for: new.scheduled_for,
+        created_at,
+        scheduled_for: from_ts(ts(new.scheduled_for)),
         dialed_at: None,
         answered_at: None,
         ended_at: None,
@@ -180,7 +183,7 @@ fn new_run_into_record(id: RunId, new: NewRun) -> Run {
         error: None,
         events: vec![RunEvent {
             status: new.status,
-            at: new.created_at,
+            at: created_at,
             attempt: 1,
             provider_status: None,
             detail: None,

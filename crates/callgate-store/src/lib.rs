@@ -3,6 +3,8 @@
 //! type. Backends (SQLite, PostgreSQL) implement `Store`; nothing above this crate names one.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "contract")]
+pub mod contract;
 mod records;
 mod traits;
 

@@ -1,6 +1,7 @@
-//! Test helpers: `TestApp::spawn()` starts a real callgate server (SQLite in a temp dir, the
-//! simulator as provider) on a free port and talks HTTP to it. Each test gets its own server
-//! and database. Helpers panic with context on failure; they are for tests only.
+//! Test helpers: `TestApp::spawn()` starts a real callgate server (SQLite in a temp dir, or a fresh
+//! PostgreSQL database when `CALLGATE_TEST_POSTGRES_URL` is set; the simulator as provider) on a
+//! free port and talks HTTP to it. Each test gets its own server and database.
+//! Helpers panic with context on failure; they are for tests only.
 #![allow(clippy::unwrap_used)]
 
 use callgate_domain::clock::{Clock, SystemClock};
@@ -8,6 +9,8 @@ use callgate_domain::definition::Definition;
 use callgate_server::http::keys::issue_api_key;
 use callgate_server::{App, AppState, Config};
 use callgate_store::{KeyScopes, NewAgent, NewTelephonyConfig, Store};
+use callgate_store_postgres::PgStore;
+use callgate_store_postgres::scratch::ScratchDatabase;
 use callgate_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub struct TestApp {
     pub tenant: Tenant,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
+    /// The PostgreSQL database of this app, dropped with it (see `open_test_store`).
+    _db: Option<ScratchDatabase>,
 }
 
 /// A small demo definition with a trigger and a greeting using `{{customer_name}}`.
@@ -103,8 +108,7 @@ impl TestApp {
 
     pub async fn spawn_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("callgate.db")).unwrap());
+        let (store, db) = open_test_store(dir.path()).await;
         let mut config = Config::new(dir.path().to_path_buf());
         config.bind = "127.0.0.1:0".parse().unwrap();
         config.bootstrap = false;
@@ -126,6 +130,7 @@ impl TestApp {
             tenant,
             shutdown: Some(tx),
             _dir: dir,
+            _db: db,
         }
     }
 
@@ -223,6 +228,26 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Set to a PostgreSQL admin URL (`postgres://postgres@127.0.0.1:5432/test`) to run every
+/// `TestApp` on PostgreSQL instead of SQLite.
+pub const POSTGRES_ENV: &str = "CALLGATE_TEST_POSTGRES_URL";
+
+/// SQLite in `dir` by default; with `POSTGRES_ENV` set, a fresh PostgreSQL database created
+/// through that admin URL, so the same black-box tests check both backends.
+async fn open_test_store(dir: &std::path::Path) -> (Arc<dyn Store>, Option<ScratchDatabase>) {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(admin) if !admin.is_empty() => {
+            let db = ScratchDatabase::create(&admin).await.unwrap();
+            let store = PgStore::connect(db.url(), 8).await.unwrap();
+            (Arc::new(store), Some(db))
+        }
+        _ => (
+            Arc::new(SqliteStore::open(&dir.join("callgate.db")).unwrap()),
+            None,
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use callgate_domain::clock::{Clock, SystemClock};
 use callgate_server::{App, Config};
 use callgate_store::Store;
+use callgate_store_postgres::PgStore;
 use callgate_store_sqlite::SqliteStore;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
@@ -49,19 +50,30 @@ fn main() -> Result<()> {
     runtime.block_on(run(cli))
 }
 
-/// Opens the store named by the configuration.
-pub fn open_store(cfg: &Config, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
+/// Connections each process keeps to PostgreSQL: enough for the API, the dispatcher and the
+/// webhook sender to work at once, few enough that several nodes fit the server's default
+/// `max_connections` (100).
+const POSTGRES_POOL_SIZE: usize = 16;
+
+/// Opens the store named by the configuration, applying pending migrations. An unreachable
+/// PostgreSQL server is an error here, so the process exits instead of serving 503s.
+pub async fn open_store(cfg: &Config, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
     let path = match database_url {
         None | Some("") => cfg.data_dir.join("callgate.db"),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("PostgreSQL is not supported by this build yet; use the embedded SQLite default")
+            let store = PgStore::connect(url, POSTGRES_POOL_SIZE)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?;
+            return Ok(Arc::new(store));
         }
         Some(url) => match url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
         {
             Some(p) => p.into(),
-            None => bail!("unsupported database URL scheme in {url:?}; expected sqlite:"),
+            None => {
+                bail!("unsupported database URL scheme in {url:?}; expected sqlite: or postgres://")
+            }
         },
     };
     std::fs::create_dir_all(&cfg.data_dir)
@@ -81,13 +93,13 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve(args)) => serve(cli.global, args).await,
         Some(Command::Migrate) => {
             let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
-            open_store(&cfg, db.as_deref())?;
+            open_store(&cfg, db.as_deref()).await?;
             println!("migrations applied");
             Ok(())
         }
         Some(Command::Admin(cmd)) => {
             let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
-            let store = open_store(&cfg, db.as_deref())?;
+            let store = open_store(&cfg, db.as_deref()).await?;
             admin::run(store, cmd).await
         }
         Some(Command::Call(args)) => call::run(args).await,
@@ -96,7 +108,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(global: settings::GlobalArgs, args: settings::ServeArgs) -> Result<()> {
     let (cfg, db) = settings::resolve(&global, &args)?;
-    let store = open_store(&cfg, db.as_deref())?;
+    let store = open_store(&cfg, db.as_deref()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let bootstrap = cfg.bootstrap;
     let app = App::build(cfg, store.clone(), clock.clone())

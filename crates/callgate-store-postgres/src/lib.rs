@@ -1,0 +1,112 @@
+//! The clustered store: PostgreSQL through a `deadpool-postgres` connection pool.
+//!
+//! Every trait method is one transaction on one pooled connection. Work that several nodes
+//! share is made safe by the database itself: the queue is claimed with
+//! `FOR UPDATE SKIP LOCKED`, lifecycle updates lock their run row, trigger paths are claimed
+//! with `INSERT … ON CONFLICT DO NOTHING`, and unique violations are mapped by constraint name.
+//! Observable behaviour matches the SQLite backend; the shared contract suite
+//! (`callgate_store::contract`) checks both.
+#![forbid(unsafe_code)]
+
+mod agents;
+mod claims;
+mod db;
+mod lifecycle;
+mod nodes;
+mod run_rows;
+mod runs;
+mod schema;
+pub mod scratch;
+mod telephony;
+mod tenants;
+mod util;
+
+use callgate_store::{StoreError, StoreResult};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::config::Host;
+
+/// How long opening one connection may take when the URL does not say (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a free pooled connection before answering `Unavailable`.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+
+/// PostgreSQL implementation of `callgate_store::Store`.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`), applies pending
+    /// migrations and keeps up to `pool_size` connections. An unreachable server, a missing
+    /// database or refused credentials are `Unavailable` with the target in the message.
+    pub async fn connect(url: &str, pool_size: usize) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let target = describe(&config);
+        let unreachable = |e: tokio_postgres::Error| {
+            let cause = match util::db_err(e) {
+                StoreError::Unavailable(m) | StoreError::Internal(m) => m,
+                other => other.to_string(),
+            };
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL at {target}: {cause}"))
+        };
+        // Migrate on a connection of its own, outside the pool: its advisory lock is released
+        // when the connection closes, whatever happens.
+        let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "migration connection ended");
+            }
+        });
+        let migrated = schema::migrate(&mut client).await;
+        drop(client);
+        // The driver task ends once the client is gone; a join error only means it panicked.
+        let _ = driver.await;
+        migrated?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection the server closed reports itself closed; no probe query needed.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// A pooled connection; none to be had is `Unavailable`.
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(util::pool_err)
+    }
+}
+
+/// `host:port/database` for messages, never the password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
+}

@@ -1,0 +1,269 @@
+//! Runs: writing them with their first event and idempotency record, reading them back, and
+//! the queue and lifecycle entry points (implemented in `claims`, `lifecycle` and `nodes`).
+
+use crate::PgStore;
+use crate::db::{exec, exec_unique, one_row, opt_row, rows};
+use crate::run_rows::{
+    RUN_COLS, attach_events, load_run_where, new_run_into_record, run_row, status_of,
+};
+use crate::util::{db_err, get, hash32, ts};
+use async_trait::async_trait;
+use callgate_store::*;
+use jiff::Timestamp;
+use tokio_postgres::types::{Json, ToSql};
+use uuid::Uuid;
+
+#[async_trait]
+impl RunStore for PgStore {
+    async fn allocate_run_id(&self) -> StoreResult<RunId> {
+        let c = self.client().await?;
+        let row = one_row(&c, "SELECT nextval('run_ids')", &[]).await?;
+        get(&row, 0)
+    }
+
+    async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let created_at = ts(run.created_at);
+        exec(
+            &tx,
+            "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
+             version_number, environment, phone_number, from_number, config_id, provider,
+             status, initial_status, max_attempts, created_at, scheduled_for,
+             initial_context, system_context, metadata, external_id,
+             unresolved_variables, greeting, api_key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15,
+             $16, $17, $18, $19, $20, $21, $22, $23)",
+            &[
+                &run.id,
+                &run.call_id,
+                &run.org_id,
+                &run.agent_id,
+                &run.workflow_uuid,
+                &run.version_id,
+                &run.version_number,
+                &run.environment.as_str(),
+                &run.phone_number,
+                &run.from_number,
+                &run.config_id,
+                &run.provider,
+                &run.status.as_str(),
+                &i64::from(run.max_attempts),
+                &created_at,
+                &ts(run.scheduled_for),
+                &Json(&run.initial_context),
+                &Json(&run.system_context),
+                &run.metadata.as_ref().map(Json),
+                &run.external_id,
+                &Json(&run.unresolved_variables),
+                &run.greeting,
+                &run.api_key_id,
+            ],
+        )
+        .await?;
+        exec(
+            &tx,
+            "INSERT INTO run_events (run_id, seq, status, at, attempt) VALUES ($1, 1, $2, $3, 1)",
+            &[&run.id, &run.status.as_str(), &created_at],
+        )
+        .await?;
+        exec(
+            &tx,
+            "UPDATE agents SET total_runs = total_runs + 1 WHERE id = $1",
+            &[&run.agent_id],
+        )
+        .await?;
+        if let Some(k) = &idem {
+            exec_unique(
+                &tx,
+                "INSERT INTO idempotency_keys (api_key_id, route, key, body_hash, run_id,
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &k.api_key_id,
+                    &k.route,
+                    &k.key,
+                    &&k.body_hash[..],
+                    &run.id,
+                    &created_at,
+                ],
+                &[("idempotency_keys_pkey", "idempotency_key_reused")],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(new_run_into_record(run))
+    }
+
+    async fn find_idempotency(
+        &self,
+        api_key_id: ApiKeyId,
+        route: &str,
+        key: &str,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let c = self.client().await?;
+        let row = opt_row(
+            &c,
+            "SELECT body_hash, run_id, created_at FROM idempotency_keys
+             WHERE api_key_id = $1 AND route = $2 AND key = $3 AND created_at >= $4",
+            &[&api_key_id, &route, &key, &ts(not_before)],
+        )
+        .await?;
+        row.map(|r| {
+            let hash: Vec<u8> = get(&r, 0)?;
+            Ok(IdempotencyRecord {
+                body_hash: hash32(&hash),
+                run_id: get(&r, 1)?,
+                created_at: get(&r, 2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_run(&self, org: OrgId, id: RunId) -> StoreResult<Run> {
+        let c = self.client().await?;
+        load_run_where(&c, "id = $1 AND org_id = $2", &[&id, &org]).await
+    }
+
+    async fn get_run_by_call_id(&self, org: OrgId, call_id: Uuid) -> StoreResult<Run> {
+        let c = self.client().await?;
+        load_run_where(&c, "call_id = $1 AND org_id = $2", &[&call_id, &org]).await
+    }
+
+    async fn list_runs(&self, org: OrgId, f: &RunFilter) -> StoreResult<Vec<Run>> {
+        let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE org_id = $1");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org)];
+        let mut add = |clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            sql.push_str(&format!(" AND {clause} ${}", args.len()));
+        };
+        if let Some(s) = f.status {
+            add("status =", Box::new(s.as_str()));
+        }
+        if let Some(o) = f.outcome {
+            add("outcome =", Box::new(o.as_str()));
+        }
+        if let Some(a) = f.agent_id {
+            add("agent_id =", Box::new(a));
+        }
+        if let Some(e) = &f.external_id {
+            add("external_id =", Box::new(e.clone()));
+        }
+        if let Some(p) = &f.phone_number {
+            add("phone_number =", Box::new(p.clone()));
+        }
+        if let Some(t) = f.created_after {
+            add("created_at >=", Box::new(ts(t)));
+        }
+        if let Some(t) = f.created_before {
+            add("created_at <", Box::new(ts(t)));
+        }
+        if let Some(b) = f.before_id {
+            add("id <", Box::new(b));
+        }
+        args.push(Box::new(i64::from(f.limit)));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", args.len()));
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let c = self.client().await?;
+        let mut runs = rows(&c, &sql, &params)
+            .await?
+            .iter()
+            .map(run_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        attach_events(&c, &mut runs).await?;
+        Ok(runs)
+    }
+
+    async fn queue_counts(&self) -> StoreResult<Vec<QueueCount>> {
+        let c = self.client().await?;
+        rows(
+            &c,
+            "SELECT org_id, config_id, status, COUNT(*) FROM runs
+             WHERE status IN ('scheduled', 'queued', 'dialing', 'ringing', 'in_progress')
+             GROUP BY org_id, config_id, status ORDER BY org_id, config_id, status",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let status: String = get(r, 2)?;
+            Ok(QueueCount {
+                org_id: get(r, 0)?,
+                config_id: get(r, 1)?,
+                status: status_of(&status),
+                count: get(r, 3)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn claim_runs(
+        &self,
+        config: ConfigId,
+        limit: u32,
+        node: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        let c = self.client().await?;
+        crate::claims::claim(&c, config, limit, node, now).await
+    }
+
+    async fn claim_paced(
+        &self,
+        config: ConfigId,
+        org: OrgId,
+        limits: &ClaimLimits,
+        node: &str,
+        now: Timestamp,
+    ) -> StoreResult<Claim> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let claim = crate::claims::claim_paced(&tx, config, org, limits, node, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(claim)
+    }
+
+    async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_err)?;
+        let applied = crate::lifecycle::apply_one(&tx, id, u).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(applied)
+    }
+
+    async fn apply_updates(
+        &self,
+        updates: Vec<(RunId, RunUpdate)>,
+    ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
+        let mut c = self.client().await?;
+        crate::lifecycle::apply_many(&mut c, updates).await
+    }
+
+    async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>> {
+        let c = self.client().await?;
+        crate::nodes::live_runs(&c).await
+    }
+
+    async fn heartbeat(&self, node: &str, now: Timestamp) -> StoreResult<()> {
+        let c = self.client().await?;
+        crate::nodes::heartbeat(&c, node, now).await
+    }
+
+    async fn orphaned_runs(&self, stale_before: Timestamp) -> StoreResult<Vec<(RunId, String)>> {
+        let c = self.client().await?;
+        crate::nodes::orphaned_runs(&c, stale_before).await
+    }
+
+    async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "DELETE FROM idempotency_keys WHERE created_at < $1",
+            &[&ts(before)],
+        )
+        .await
+    }
+}

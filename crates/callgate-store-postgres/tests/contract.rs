@@ -1,0 +1,171 @@
+//! The store contract suite (`callgate_store::contract`) against PostgreSQL, plus what only
+//! this backend has: connecting, and migrating from several nodes at once.
+//!
+//! Runs when `CALLGATE_TEST_POSTGRES_URL` names a server (a role that may create databases);
+//! each test gets a fresh database `cg_test_<random>`, dropped afterwards. Without the
+//! variable every test prints a SKIPPED line and passes.
+#![allow(clippy::unwrap_used)]
+
+use callgate_store::contract::ContractTest;
+use callgate_store::{Store, StoreError, TenantStore};
+use callgate_store_postgres::PgStore;
+use callgate_store_postgres::scratch::ScratchDatabase;
+use std::sync::Arc;
+
+const ENV: &str = "CALLGATE_TEST_POSTGRES_URL";
+
+/// The admin URL, or `None` after printing why the test is skipped.
+fn admin_url(name: &str) -> Option<String> {
+    match std::env::var(ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            // One line, as the task runner and CI logs show it; `name` goes to stderr.
+            println!(
+                "SKIPPED: set {ENV}=postgres://postgres@127.0.0.1:5432/test to run the \
+                 PostgreSQL contract suite"
+            );
+            eprintln!("skipped {name}");
+            None
+        }
+    }
+}
+
+async fn harness(name: &'static str, test: ContractTest) {
+    let Some(admin) = admin_url(name) else {
+        return;
+    };
+    let db = ScratchDatabase::create(&admin).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(db.url(), 8).await.unwrap());
+    // On its own task so a failing check still lets the database be dropped here.
+    let outcome = tokio::spawn(test(store)).await;
+    db.drop_database().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+callgate_store::store_contract_tests!(harness);
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_with_a_clear_message() {
+    // Port 1 on the loopback interface: nothing listens there, the refusal is immediate.
+    let err = PgStore::connect("postgres://postgres@127.0.0.1:1/callgate", 2)
+        .await
+        .err()
+        .unwrap();
+    match err {
+        StoreError::Unavailable(msg) => {
+            assert!(
+                msg.contains("cannot connect to PostgreSQL at 127.0.0.1:1/callgate"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_rejected() {
+    assert!(matches!(
+        PgStore::connect("postgres://host:notaport/db", 2).await,
+        Err(StoreError::Internal(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_missing_database_is_unavailable() {
+    let Some(admin) = admin_url("a_missing_database_is_unavailable") else {
+        return;
+    };
+    let url = callgate_store_postgres::scratch::with_database(&admin, "cg_no_such_db").unwrap();
+    assert!(matches!(
+        PgStore::connect(&url, 2).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_nodes_starting_at_once_migrate_once() {
+    let Some(admin) = admin_url("several_nodes_starting_at_once_migrate_once") else {
+        return;
+    };
+    let db = ScratchDatabase::create(&admin).await.unwrap();
+    let url = db.url().to_owned();
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect(&url, 2).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for node in nodes {
+        stores.push(node.await.unwrap().unwrap());
+    }
+    // Every node sees the one schema, and a later start finds nothing to do.
+    assert!(stores[0].is_empty().await.unwrap());
+    stores[1]
+        .create_org("Acme", jiff::Timestamp::now())
+        .await
+        .unwrap();
+    assert!(!stores[2].is_empty().await.unwrap());
+    let again = PgStore::connect(&url, 2).await.unwrap();
+    assert_eq!(again.list_orgs().await.unwrap().len(), 1);
+    drop((stores, again));
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_unavailable_and_the_pool_recovers() {
+    let Some(admin) = admin_url("a_lost_connection_is_unavailable_and_the_pool_recovers") else {
+        return;
+    };
+    let db = ScratchDatabase::create(&admin).await.unwrap();
+    let store = PgStore::connect(db.url(), 1).await.unwrap();
+    store
+        .create_org("Acme", jiff::Timestamp::now())
+        .await
+        .unwrap();
+    // What a database restart or failover does to the pooled connection.
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&db.name()],
+        )
+        .await
+        .unwrap();
+    // Termination is asynchronous: wait (bounded) until the server has ended the session.
+    for _ in 0..100 {
+        let row = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&db.name()],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A call may still meet the dead connection: that is a retryable 503, never a 500, and
+    // the pool replaces the connection within a retry or two.
+    let mut recovered = false;
+    for _ in 0..3 {
+        match store.list_orgs().await {
+            Ok(orgs) => {
+                assert_eq!(orgs.len(), 1);
+                recovered = true;
+                break;
+            }
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("expected Unavailable, got {e:?}"),
+        }
+    }
+    assert!(recovered, "the pool did not replace the lost connection");
+    drop(store);
+    db.drop_database().await.unwrap();
+}
