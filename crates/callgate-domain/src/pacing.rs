@@ -44,6 +44,12 @@ impl Pacer {
         }
     }
 
+    /// When the latest dial started (ns), if any. Claims use it to keep dial start times
+    /// monotonic when nodes' clocks or lock waits would put a start before the previous one.
+    pub fn last_start(&self) -> Option<i128> {
+        self.recent.back().copied()
+    }
+
     /// The configured rate this pacer enforces.
     pub fn calls_per_second(&self) -> f64 {
         self.calls_per_second

@@ -104,20 +104,51 @@ impl RunStore for PgStore {
         let c = self.client().await?;
         let row = opt_row(
             &c,
-            "SELECT body_hash, run_id, created_at FROM idempotency_keys
+            "SELECT body_hash, run_id, created_at, response_status, response_body
+             FROM idempotency_keys
              WHERE api_key_id = $1 AND route = $2 AND key = $3 AND created_at >= $4",
             &[&api_key_id, &route, &key, &ts(not_before)],
         )
         .await?;
         row.map(|r| {
             let hash: Vec<u8> = get(&r, 0)?;
+            let status: Option<i32> = get(&r, 3)?;
+            let body: Option<String> = get(&r, 4)?;
             Ok(IdempotencyRecord {
                 body_hash: hash32(&hash),
                 run_id: get(&r, 1)?,
                 created_at: get(&r, 2)?,
+                response: status.zip(body).map(|(status, body)| StoredResponse {
+                    status: u16::try_from(status).unwrap_or(500),
+                    body,
+                }),
             })
         })
         .transpose()
+    }
+
+    async fn save_idempotent_response(
+        &self,
+        api_key_id: ApiKeyId,
+        route: &str,
+        key: &str,
+        response: StoredResponse,
+    ) -> StoreResult<()> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "UPDATE idempotency_keys SET response_status = $4, response_body = $5
+             WHERE api_key_id = $1 AND route = $2 AND key = $3",
+            &[
+                &api_key_id,
+                &route,
+                &key,
+                &i32::from(response.status),
+                &response.body,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn get_run(&self, org: OrgId, id: RunId) -> StoreResult<Run> {

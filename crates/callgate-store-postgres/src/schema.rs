@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "paced_claims",
         include_str!("../migrations/0002_paced_claims.sql"),
     ),
+    (
+        3,
+        "idempotent_responses",
+        include_str!("../migrations/0003_idempotent_responses.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed key of the advisory lock (ASCII "callgate" as a 64-bit integer), so it

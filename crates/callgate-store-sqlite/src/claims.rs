@@ -121,7 +121,12 @@ pub fn claim_paced(
         .and_then(|s| parse_json::<Pacer>(&s).ok())
         .filter(|p| p.calls_per_second() == limits.calls_per_second)
         .unwrap_or_else(|| Pacer::new(limits.calls_per_second));
-    let now_ns = now.as_nanosecond();
+    // Never start a dial "before" the previous one: another node may have claimed while this
+    // claim waited for the lock with a slightly older clock reading.
+    let now_ns = now
+        .as_nanosecond()
+        .max(pacer.last_start().unwrap_or(i128::MIN));
+    let now = Timestamp::from_nanosecond(now_ns).unwrap_or(now);
     let mut slots = 0i64;
     let mut retry_at = None;
     while slots < due.min(free) {

@@ -415,7 +415,8 @@ impl RunStore for SqliteStore {
         let (route, key) = (route.to_owned(), key.to_owned());
         self.read(move |c| {
             c.query_row(
-                "SELECT body_hash, run_id, created_at FROM idempotency_keys
+                "SELECT body_hash, run_id, created_at, response_status, response_body
+                 FROM idempotency_keys
                  WHERE api_key_id = ?1 AND route = ?2 AND key = ?3 AND created_at >= ?4",
                 params![api_key_id, route, key, ts(not_before)],
                 |r| {
@@ -424,15 +425,40 @@ impl RunStore for SqliteStore {
                     if hash.len() == 32 {
                         body_hash.copy_from_slice(&hash);
                     }
+                    let status: Option<u16> = r.get(3)?;
+                    let body: Option<String> = r.get(4)?;
                     Ok(IdempotencyRecord {
                         body_hash,
                         run_id: r.get(1)?,
                         created_at: from_ts(r.get(2)?),
+                        response: status
+                            .zip(body)
+                            .map(|(status, body)| StoredResponse { status, body }),
                     })
                 },
             )
             .optional()
             .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn save_idempotent_response(
+        &self,
+        api_key_id: ApiKeyId,
+        route: &str,
+        key: &str,
+        response: StoredResponse,
+    ) -> StoreResult<()> {
+        let (route, key) = (route.to_owned(), key.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE idempotency_keys SET response_status = ?4, response_body = ?5
+                 WHERE api_key_id = ?1 AND route = ?2 AND key = ?3",
+                params![api_key_id, route, key, response.status, response.body],
+            )
+            .map_err(db_err)?;
+            Ok(())
         })
         .await
     }

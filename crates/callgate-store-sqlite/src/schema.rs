@@ -6,6 +6,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_paced_claims.sql"),
+    include_str!("../migrations/0003_idempotent_responses.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {

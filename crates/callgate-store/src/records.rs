@@ -339,6 +339,15 @@ pub struct IdempotencyRecord {
     pub body_hash: [u8; 32],
     pub run_id: RunId,
     pub created_at: Timestamp,
+    /// The answer as sent, when it could not be rebuilt from the run alone (e.g. a
+    /// `Prefer: wait` answer that reported the provider's verdict).
+    pub response: Option<StoredResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -127,6 +127,14 @@ pub trait RunStore: Send + Sync {
         key: &str,
         not_before: Timestamp,
     ) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Records the exact answer given for an idempotency key, so replays return it.
+    async fn save_idempotent_response(
+        &self,
+        api_key_id: ApiKeyId,
+        route: &str,
+        key: &str,
+        response: StoredResponse,
+    ) -> StoreResult<()>;
     async fn get_run(&self, org: OrgId, id: RunId) -> StoreResult<Run>;
     async fn get_run_by_call_id(&self, org: OrgId, call_id: Uuid) -> StoreResult<Run>;
     async fn list_runs(&self, org: OrgId, filter: &RunFilter) -> StoreResult<Vec<Run>>;

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use callgate_store::{Environment, IdempotencyClaim, Run, StoreError};
+use callgate_store::{Environment, IdempotencyClaim, Run, StoreError, StoredResponse};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -542,30 +542,52 @@ async fn accept(
     state.run_enqueued(&run);
 
     let mut answered = run;
-    if let (Some(wait), Some(rx)) = (wait, waiter) {
-        match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(Err(message))) => {
-                // The run stays in history (outcome `failed`); say which one it is.
-                return Err(ApiError::bad_request(
-                    "dial_failed",
-                    format!("Failed to initiate call: {message}"),
-                )
+    let (Some(wait), Some(rx)) = (wait, waiter) else {
+        return Ok(respond(&call, &answered, &agent_value, false));
+    };
+    // With `Prefer: wait` the answer depends on the provider, so an idempotent replay cannot
+    // rebuild it from the run: it is stored as sent.
+    let res = match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(Err(message))) => {
+            // The run stays in history (outcome `failed`); say which one it is.
+            ApiError::bad_request("dial_failed", format!("Failed to initiate call: {message}"))
                 .with_extra("workflow_run_id", json!(answered.id))
-                .with_extra("call_id", json!(answered.call_id.to_string())));
-            }
-            Ok(Ok(Ok(()))) => {
-                if let Ok(r) = state.store.get_run(key.org_id, answered.id).await {
-                    let initial = answered.initial_status;
-                    answered = r;
-                    // `call_status` reports the status at the time of the answer.
-                    answered.initial_status = answered.status;
-                    let _ = initial;
-                }
-            }
-            _ => state.forget_dial_waiter(answered.id),
+                .with_extra("call_id", json!(answered.call_id.to_string()))
+                .into_response()
         }
+        Ok(Ok(Ok(()))) => {
+            if let Ok(r) = state.store.get_run(key.org_id, answered.id).await {
+                answered = r;
+                // `call_status` reports the status at the time of the answer.
+                answered.initial_status = answered.status;
+            }
+            respond(&call, &answered, &agent_value, false)
+        }
+        _ => {
+            state.forget_dial_waiter(answered.id);
+            respond(&call, &answered, &agent_value, false)
+        }
+    };
+    let Some(k) = idem_key else {
+        return Ok(res);
+    };
+    let status = res.status().as_u16();
+    let (parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, crate::http::BODY_LIMIT)
+        .await
+        .map_err(ApiError::internal)?;
+    let stored = StoredResponse {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    if let Err(e) = state
+        .store
+        .save_idempotent_response(key.id, &route_id, &k, stored)
+        .await
+    {
+        tracing::warn!(error = %e, "could not store the idempotent answer; replays rebuild it");
     }
-    Ok(respond(&call, &answered, &agent_value, false))
+    Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -592,6 +614,25 @@ async fn replay(
             "idempotency_key_reused",
             "Idempotency-Key was already used with a different request body",
         ));
+    }
+    if let Some(stored) = rec.response {
+        let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+        let content_type = if status.is_success() {
+            "application/json"
+        } else {
+            "application/problem+json"
+        };
+        let mut res = (status, stored.body).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        if status.is_success() {
+            let run = state.store.get_run(org, rec.run_id).await?;
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/calls/{}", run.call_id)) {
+                headers.insert(header::LOCATION, v);
+            }
+        }
+        return Ok(Some(res));
     }
     let run = state.store.get_run(org, rec.run_id).await?;
     let agent_value = serde_json::from_slice::<Value>(body)

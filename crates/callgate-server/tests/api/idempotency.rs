@@ -200,9 +200,6 @@ async fn the_outbound_api_replays_its_own_answer_for_a_repeated_key() {
 }
 
 #[tokio::test]
-#[ignore = "known bug: a replay rebuilds the answer from the run, so a `Prefer: wait` answer \
-            (400 dial_failed, or a later call_status) is not replayed as sent; the answer must be \
-            stored with the idempotency record (store trait change, both backends)"]
 async fn a_replay_of_a_refused_dial_answers_the_original_400_again() {
     let app = TestApp::spawn_with(callgate_testkit::Options {
         simulator: json!({"ring_ms": 10, "talk_ms": 10, "rules": [{"match": "+1415555011*", "outcome": "rejected"}]}),

@@ -170,8 +170,24 @@ pub async fn an_idempotency_key_is_recorded_with_its_run_and_cannot_be_reused(
             body_hash: [7; 32],
             run_id: run.id,
             created_at: stored(t(10)),
+            response: None,
         })
     );
+    // An answer saved for the key comes back with the record.
+    let answer = StoredResponse {
+        status: 400,
+        body: "{\"code\":\"dial_failed\"}".into(),
+    };
+    store
+        .save_idempotent_response(5, "trigger", "k1", answer.clone())
+        .await
+        .unwrap();
+    let rec = store
+        .find_idempotency(5, "trigger", "k1", t(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.response, Some(answer));
     // Records older than the window are not found; the bound is inclusive.
     assert_eq!(
         store

@@ -1,0 +1,252 @@
+//! Direct access to the embedded store's SQLite file: read-only queries for timings the API
+//! would only give page by page (`created_at`, `dialed_at` of thousands of runs), and the bulk
+//! pre-load of the scale scenario, done while the server is stopped.
+//!
+//! The pre-load copies a real run the server wrote (and its events) rather than spelling out
+//! the schema, so it keeps working when columns are added; only the column names it rewrites
+//! (ids, times, status fields) are assumed. Times are Unix microseconds (0001_initial.sql).
+
+use anyhow::{Context, Result, bail};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Opens the database read-only next to a running server (WAL allows concurrent readers).
+pub fn open_ro(path: &Path) -> Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    c.busy_timeout(Duration::from_secs(10))?;
+    Ok(c)
+}
+
+pub fn max_run_id(c: &Connection) -> Result<i64> {
+    Ok(c.query_row("SELECT COALESCE(MAX(id), 0) FROM runs", [], |r| r.get(0))?)
+}
+
+pub fn micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Waits until every run with an id above `after_id` has been dialled and has ended, so the
+/// next scenario starts on an idle server. Returns how many were still pending at `timeout`.
+pub async fn wait_settled(path: &Path, after_id: i64, timeout: Duration) -> Result<i64> {
+    let c = open_ro(path)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pending: i64 = c.query_row(
+            "SELECT COUNT(*) FROM runs WHERE id > ?1 AND (dialed_at IS NULL OR status != 'ended')",
+            [after_id],
+            |r| r.get(0),
+        )?;
+        if pending == 0 || Instant::now() >= deadline {
+            return Ok(pending);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `dialed_at − created_at` in microseconds of runs with an id above `after_id`, created in
+/// `[from, to)` when given; plus how many of those runs were never dialled.
+pub fn dispatch_latencies(
+    path: &Path,
+    after_id: i64,
+    created: Option<(SystemTime, SystemTime)>,
+) -> Result<(Vec<i64>, i64)> {
+    let c = open_ro(path)?;
+    let (from, to) = created
+        .map(|(a, b)| (micros(a), micros(b)))
+        .unwrap_or((i64::MIN, i64::MAX));
+    let mut st = c.prepare(
+        "SELECT created_at, dialed_at FROM runs
+         WHERE id > ?1 AND created_at >= ?2 AND created_at < ?3",
+    )?;
+    let mut latencies = Vec::new();
+    let mut undialled = 0;
+    let rows = st.query_map(params![after_id, from, to], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+    })?;
+    for row in rows {
+        match row? {
+            (created, Some(dialed)) => latencies.push(dialed - created),
+            (_, None) => undialled += 1,
+        }
+    }
+    Ok((latencies, undialled))
+}
+
+/// Dial start times (µs) of a configuration's runs with an id above `after_id`, sorted.
+pub fn dial_times(path: &Path, config_id: i64, after_id: i64) -> Result<Vec<i64>> {
+    let c = open_ro(path)?;
+    let mut st = c.prepare(
+        "SELECT dialed_at FROM runs WHERE id > ?1 AND config_id = ?2 AND dialed_at IS NOT NULL
+         ORDER BY dialed_at",
+    )?;
+    let rows = st.query_map(params![after_id, config_id], |r| r.get::<_, i64>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How pre-loaded runs look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preload {
+    /// Finished history: copies of an ended run, spread one second apart into the past.
+    Stored,
+    /// A backlog: queued runs on a configuration that dispatches one call per 1000 s.
+    Queued { config_id: i64 },
+}
+
+/// Columns reset to NULL when an ended run is turned into a queued one.
+const OUTCOME_COLUMNS: &[&str] = &[
+    "provider_call_id",
+    "outcome",
+    "ended_reason",
+    "answered_by",
+    "dialed_at",
+    "answered_at",
+    "ended_at",
+    "duration_seconds",
+    "transcript",
+    "recording_url",
+    "extracted",
+    "error",
+    "lease_owner",
+];
+const TIME_COLUMNS: &[&str] = &[
+    "created_at",
+    "scheduled_for",
+    "dialed_at",
+    "answered_at",
+    "ended_at",
+];
+
+fn columns(c: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut st = c.prepare(&format!("PRAGMA table_info({table})"))?;
+    let cols = st
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if cols.is_empty() {
+        bail!("table {table} not found");
+    }
+    Ok(cols)
+}
+
+/// Adds `n` copies of run `template` (an ended run) to the stopped server's database, as
+/// fast as SQLite allows: one transaction, no journal fsyncs. Returns the time taken.
+pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Duration> {
+    let started = Instant::now();
+    let mut c =
+        Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let exists: Option<i64> = c
+        .query_row("SELECT id FROM runs WHERE id = ?1", [template], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if exists.is_none() {
+        bail!("template run {template} not found");
+    }
+    // Leaving WAL needs no other connection, which holds: the server is stopped.
+    c.query_row("PRAGMA journal_mode = MEMORY", [], |_| Ok(()))?;
+    c.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")?;
+
+    // ?1 new id, ?2 new call_id, ?3 age in µs, ?4 template id, ?5 backlog configuration.
+    let run_cols = columns(&c, "runs")?;
+    let run_exprs: Vec<String> = run_cols
+        .iter()
+        .map(|col| {
+            let col = col.as_str();
+            let queued = matches!(kind, Preload::Queued { .. });
+            match col {
+                "id" => "?1".to_owned(),
+                "call_id" => "?2".to_owned(),
+                "status" | "initial_status" if queued => "'queued'".to_owned(),
+                "config_id" if queued => "?5".to_owned(),
+                c if queued && OUTCOME_COLUMNS.contains(&c) => "NULL".to_owned(),
+                c if TIME_COLUMNS.contains(&c) => format!("{c} - ?3"),
+                c => c.to_owned(),
+            }
+        })
+        .collect();
+    let insert_run = format!(
+        "INSERT INTO runs ({}) SELECT {} FROM runs WHERE id = ?4",
+        run_cols.join(", "),
+        run_exprs.join(", ")
+    );
+    let event_cols = columns(&c, "run_events")?;
+    let event_exprs: Vec<String> = event_cols
+        .iter()
+        .map(|col| match col.as_str() {
+            "run_id" => "?1".to_owned(),
+            "at" => "at - ?2".to_owned(),
+            c => c.to_owned(),
+        })
+        .collect();
+    // A queued run has only its first event.
+    let event_filter = match kind {
+        Preload::Stored => "",
+        Preload::Queued { .. } => " AND seq = 1",
+    };
+    let insert_events = format!(
+        "INSERT INTO run_events ({}) SELECT {} FROM run_events WHERE run_id = ?3{event_filter}",
+        event_cols.join(", "),
+        event_exprs.join(", ")
+    );
+
+    let tx = c.transaction()?;
+    {
+        let first_id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM runs", [], |r| {
+            r.get(0)
+        })?;
+        let agent: i64 =
+            tx.query_row("SELECT agent_id FROM runs WHERE id = ?1", [template], |r| {
+                r.get(0)
+            })?;
+        let backlog = match kind {
+            Preload::Queued { config_id } => config_id,
+            Preload::Stored => 0,
+        };
+        let mut run_st = tx.prepare(&insert_run)?;
+        let mut ev_st = tx.prepare(&insert_events)?;
+        for i in 0..n {
+            let id = first_id + i as i64;
+            // The oldest first, one second apart, all before the template run.
+            let age_us = (n - i) as i64 * 1_000_000;
+            let call_id = uuid::Uuid::now_v7().to_string();
+            // ?5 only appears in the statement for a backlog; bind as many as it has.
+            let values = [
+                SqlValue::Integer(id),
+                SqlValue::Text(call_id),
+                SqlValue::Integer(age_us),
+                SqlValue::Integer(template),
+                SqlValue::Integer(backlog),
+            ];
+            let count = run_st.parameter_count();
+            run_st.execute(params_from_iter(values.into_iter().take(count)))?;
+            ev_st.execute(params![id, age_us, template])?;
+        }
+        tx.execute(
+            "UPDATE agents SET total_runs = total_runs + ?1 WHERE id = ?2",
+            params![n as i64, agent],
+        )?;
+    }
+    tx.commit()?;
+    c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    Ok(started.elapsed())
+}
+
+/// Size of the database file and its WAL, in bytes.
+pub fn size_bytes(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::metadata(p).ok()
+        })
+        .map(|m| m.len())
+        .sum()
+}

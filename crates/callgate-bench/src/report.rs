@@ -1,0 +1,436 @@
+//! The machine description and the markdown tables written to `--out` and printed.
+
+use crate::scenarios::{DispatchResult, Latency, LoadRow, PacingResult, ScaleKind, ScaleRow};
+use anyhow::Result;
+use std::fmt::Write;
+use std::process::Command;
+
+/// Where the figures were taken.
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory: String,
+    pub kernel: String,
+    pub load_before: String,
+}
+
+impl Machine {
+    pub fn probe() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, m)| m.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            cpu_model,
+            memory,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+            load_before: load_average(),
+        }
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `git describe` of the working tree, when there is one.
+pub fn revision() -> String {
+    Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Markers of the figures section in a hand-written document (docs/benchmarks.md).
+pub const FIGURES_START: &str = "<!-- callgate-bench:figures:start -->";
+pub const FIGURES_END: &str = "<!-- callgate-bench:figures:end -->";
+
+/// The new file content: `report` between the markers when `existing` has both, else the
+/// report alone (headings one level down inside a document, as its own file as rendered).
+pub fn splice(existing: &str, report: &str) -> String {
+    let (Some(a), Some(b)) = (existing.find(FIGURES_START), existing.find(FIGURES_END)) else {
+        return report.to_owned();
+    };
+    if b < a {
+        return report.to_owned();
+    }
+    let nested: String = report
+        .lines()
+        .map(|l| {
+            if l.starts_with('#') {
+                format!("#{l}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    format!(
+        "{}{FIGURES_START}\n\n{}\n{}",
+        &existing[..a],
+        nested.trim_end(),
+        &existing[b..]
+    )
+}
+
+/// Everything measured in one run.
+#[derive(Default)]
+pub struct Results {
+    pub mode: String,
+    pub settings: Vec<(String, String)>,
+    pub reference: Vec<LoadRow>,
+    pub reference_idle_kib: Option<u64>,
+    pub callgate_idle_kib: Option<u64>,
+    pub callgate_idle_after_kib: Option<u64>,
+    pub trigger: Vec<LoadRow>,
+    pub unauthorized: Vec<LoadRow>,
+    pub not_found: Vec<LoadRow>,
+    pub dispatch: Option<DispatchResult>,
+    pub pacing: Option<PacingResult>,
+    pub scale: Vec<ScaleRow>,
+    pub load_after: String,
+    pub elapsed_secs: f64,
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn lat_pair(l: &Latency) -> String {
+    let mut s = format!("{} / {}", ms(l.p50), ms(l.p99));
+    if l.undialled > 0 {
+        s.push_str(&format!(" ({} undialled)", l.undialled));
+    }
+    s
+}
+
+/// Renders the whole report.
+pub fn render(machine: &Machine, r: &Results) -> Result<String> {
+    let mut out = String::new();
+    let o = &mut out;
+    writeln!(o, "# callgate benchmark results\n")?;
+    writeln!(
+        o,
+        "Measured by `callgate-bench` ({} mode) at {} on revision `{}`, in {:.0} s.\n",
+        r.mode,
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        revision(),
+        r.elapsed_secs
+    )?;
+    writeln!(o, "## Machine\n")?;
+    writeln!(o, "| | |\n|---|---|")?;
+    writeln!(o, "| CPUs (nproc) | {} |", machine.cpus)?;
+    writeln!(o, "| CPU model | {} |", machine.cpu_model)?;
+    writeln!(o, "| Memory | {} |", machine.memory)?;
+    writeln!(o, "| Kernel | {} |", machine.kernel)?;
+    writeln!(
+        o,
+        "| Load average before / after | {} / {} |",
+        machine.load_before, r.load_after
+    )?;
+    writeln!(
+        o,
+        "\nThe load generator runs on the same machine and shares its CPUs with the server.\n"
+    )?;
+    writeln!(o, "## Settings\n")?;
+    writeln!(o, "| | |\n|---|---|")?;
+    for (k, v) in &r.settings {
+        writeln!(o, "| {k} | {v} |")?;
+    }
+    writeln!(o)?;
+
+    let reference_at = |c: usize| {
+        r.reference
+            .iter()
+            .find(|x| x.connections == c)
+            .map(|x| x.outcome.throughput())
+    };
+    let sections: [(&str, &str, &[LoadRow]); 4] = [
+        (
+            "Reference: hello-world axum JSON route",
+            "What this machine can do at all with the same requests: one axum route that reads the body and answers a constant JSON object, in its own process.",
+            &r.reference,
+        ),
+        (
+            "Trigger, production route (200)",
+            "`POST /api/v1/public/agent/{trigger_path}` with a valid key and a ~1 KiB `initial_context`; every answer must be 200. Each accepted trigger is a durable run that the dispatcher dials on the simulator (ring 10 ms, talk 10 ms). Dispatch = `dialed_at − created_at` of the runs created inside the measurement window, read after they all ended.",
+            &r.trigger,
+        ),
+        (
+            "Bad API key (401)",
+            "The same request with a well-formed key that was never issued.",
+            &r.unauthorized,
+        ),
+        (
+            "Unknown trigger path (404)",
+            "The same request with a valid key to a trigger path that does not exist.",
+            &r.not_found,
+        ),
+    ];
+    for (title, what, rows) in sections {
+        if rows.is_empty() {
+            continue;
+        }
+        writeln!(o, "## {title}\n\n{what}\n")?;
+        let with_dispatch = rows.iter().any(|x| x.dispatch.is_some());
+        write!(
+            o,
+            "| Conns | Req/s | vs reference | p50 ms | p90 ms | p99 ms | max ms | Errors | Server RSS peak MiB | Server CPU % | Client CPU % |"
+        )?;
+        if with_dispatch {
+            write!(o, " Dispatch p50 / p99 ms |")?;
+        }
+        write!(
+            o,
+            "\n|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+        )?;
+        if with_dispatch {
+            write!(o, "---:|")?;
+        }
+        writeln!(o)?;
+        for x in rows {
+            let t = x.outcome.throughput();
+            let ratio = reference_at(x.connections)
+                .filter(|rt| *rt > 0.0 && x.target != "reference")
+                .map(|rt| format!("{:.0} %", t / rt * 100.0))
+                .unwrap_or_else(|| "–".into());
+            write!(
+                o,
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
+                x.connections,
+                t,
+                ratio,
+                ms(x.outcome.ms(0.50)),
+                ms(x.outcome.ms(0.90)),
+                ms(x.outcome.ms(0.99)),
+                ms(x.outcome.max_ms()),
+                x.outcome.error_summary(),
+                mib(x.rss_peak_kib),
+                x.server_cpu_pct,
+                x.client_cpu_pct
+            )?;
+            if with_dispatch {
+                let d = x.dispatch.as_ref().map(lat_pair).unwrap_or_default();
+                write!(o, " {d} |")?;
+            }
+            writeln!(o)?;
+        }
+        writeln!(o)?;
+    }
+
+    if let Some(d) = &r.dispatch {
+        writeln!(o, "## Dispatch latency, unthrottled\n")?;
+        writeln!(
+            o,
+            "Triggers at a steady {:.0}/s (open loop, {} s) on a configuration allowing 100 000 calls/s; latency = `dialed_at − created_at` of each run (server clock: from the moment the run was built, before its durable write, to the dispatcher's claim that starts the dial).\n",
+            d.rate,
+            d.duration.as_secs_f64()
+        )?;
+        writeln!(
+            o,
+            "| Rate /s | Triggered | Dialled | p50 ms | p90 ms | p99 ms | max ms | Not dialled | Trigger errors |"
+        )?;
+        writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+        let l = &d.latency;
+        writeln!(
+            o,
+            "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            d.rate,
+            d.triggered,
+            l.count,
+            ms(l.p50),
+            ms(l.p90),
+            ms(l.p99),
+            ms(l.max),
+            l.undialled,
+            d.errors
+        )?;
+    }
+
+    if let Some(p) = &r.pacing {
+        writeln!(o, "## Pacing accuracy\n")?;
+        writeln!(
+            o,
+            "{} runs queued at once on a simulator configuration limited to {} calls/s; the window starts at the first dial and lasts {} s. \"Per second\" counts dials in each of the window's consecutive whole seconds; \"sliding\" is the most dials in any one-second interval.\n",
+            p.enqueued, p.configured, p.window_secs
+        )?;
+        writeln!(
+            o,
+            "| Configured /s | Window s | Dials | Achieved /s | Error | Per second min / max | Worst second (index: dials) | Sliding 1 s max |"
+        )?;
+        writeln!(o, "|---:|---:|---:|---:|---:|---|---|---:|")?;
+        writeln!(
+            o,
+            "| {} | {} | {} | {:.3} | {:+.2} % | {} / {} | {}: {} | {} |\n",
+            p.configured,
+            p.window_secs,
+            p.dials,
+            p.achieved,
+            p.error_pct(),
+            p.min_second,
+            p.max_second,
+            p.worst_second.0,
+            p.worst_second.1,
+            p.max_sliding
+        )?;
+    }
+
+    if !r.scale.is_empty() {
+        writeln!(o, "## Scale: runs already in the database\n")?;
+        writeln!(
+            o,
+            "Each row starts the server on a copy of one configured database to which the runs were added directly in SQLite while it was stopped. *Stored*: ended runs (copies of a real one, ~1 KiB context each), one second apart. *Queued*: runs waiting on a configuration that dials one call per 1000 s, so the backlog stays queued. Then the {}-connection trigger load and the steady-rate dispatch measurement run as above.\n",
+            r.scale.first().map(|x| x.load.connections).unwrap_or(64)
+        )?;
+        writeln!(
+            o,
+            "| Runs in DB | Kind | DB size MiB | Pre-load s | Start-up s | Idle RSS MiB | Req/s | vs 0 | p50 ms | p99 ms | Errors | Peak RSS MiB | Dispatch under load p50 / p99 ms | Dispatch at {:.0}/s p50 / p99 ms |",
+            r.scale.first().map(|x| x.moderate.rate).unwrap_or(0.0)
+        )?;
+        writeln!(
+            o,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+        )?;
+        let base = r
+            .scale
+            .iter()
+            .find(|x| x.kind.is_none())
+            .map(|x| x.load.outcome.throughput());
+        for x in &r.scale {
+            let t = x.load.outcome.throughput();
+            let vs = base
+                .filter(|b| *b > 0.0)
+                .map(|b| format!("{:+.1} %", (t / b - 1.0) * 100.0))
+                .unwrap_or_else(|| "–".into());
+            let kind = match x.kind {
+                None => "–",
+                Some(ScaleKind::Stored) => "stored",
+                Some(ScaleKind::Queued) => "queued",
+            };
+            writeln!(
+                o,
+                "| {} | {} | {:.1} | {:.1} | {:.2} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+                x.preloaded,
+                kind,
+                x.db_bytes as f64 / 1024.0 / 1024.0,
+                x.preload_time.as_secs_f64(),
+                x.startup.as_secs_f64(),
+                mib(x.idle_rss_kib),
+                t,
+                vs,
+                ms(x.load.outcome.ms(0.50)),
+                ms(x.load.outcome.ms(0.99)),
+                x.load.outcome.error_summary(),
+                mib(x.load.rss_peak_kib),
+                x.load.dispatch.as_ref().map(lat_pair).unwrap_or_default(),
+                lat_pair(&x.moderate.latency)
+            )?;
+        }
+        writeln!(o)?;
+    }
+
+    writeln!(o, "## Memory (resident set size, VmRSS)\n")?;
+    writeln!(
+        o,
+        "Peaks are sampled every 100 ms. The trigger, 401 and 404 rows are one server process in that order, so memory kept from an earlier scenario shows in later ones; each scale row is a fresh process.\n"
+    )?;
+    writeln!(o, "| Process, state | MiB |\n|---|---:|")?;
+    let mut mem = |label: String, kib: Option<u64>| -> Result<()> {
+        if let Some(k) = kib {
+            writeln!(o, "| {label} | {} |", mib(k))?;
+        }
+        Ok(())
+    };
+    mem("reference, idle".into(), r.reference_idle_kib)?;
+    mem(
+        "reference, peak under load".into(),
+        r.reference.iter().map(|x| x.rss_peak_kib).max(),
+    )?;
+    mem("callgate, idle after start".into(), r.callgate_idle_kib)?;
+    for (name, rows) in [
+        ("trigger 200", &r.trigger),
+        ("bad key 401", &r.unauthorized),
+        ("unknown trigger 404", &r.not_found),
+    ] {
+        for x in rows.iter() {
+            mem(
+                format!("callgate, peak under {name} at {} conns", x.connections),
+                Some(x.rss_peak_kib),
+            )?;
+        }
+    }
+    mem(
+        "callgate, idle after all load".into(),
+        r.callgate_idle_after_kib,
+    )?;
+    for x in &r.scale {
+        let what = match x.kind {
+            None => "an empty database".to_owned(),
+            Some(ScaleKind::Stored) => format!("{} stored runs", x.preloaded),
+            Some(ScaleKind::Queued) => format!("{} queued runs", x.preloaded),
+        };
+        mem(format!("callgate, idle on {what}"), Some(x.idle_rss_kib))?;
+        mem(
+            format!("callgate, peak under load on {what}"),
+            Some(x.load.rss_peak_kib),
+        )?;
+    }
+    writeln!(o)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_replaces_only_the_figures_section_of_a_document() {
+        let doc = format!(
+            "# Benchmarks\n\nHow to run.\n\n{FIGURES_START}\nold\n{FIGURES_END}\n\nTail.\n"
+        );
+        let out = splice(
+            &doc,
+            "# callgate benchmark results\n\n## Machine\n\n| a |\n",
+        );
+        assert_eq!(
+            out,
+            format!(
+                "# Benchmarks\n\nHow to run.\n\n{FIGURES_START}\n\n## callgate benchmark results\n\n### Machine\n\n| a |\n{FIGURES_END}\n\nTail.\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_file_without_markers_is_replaced_whole() {
+        assert_eq!(splice("anything", "# report\n"), "# report\n");
+    }
+}
