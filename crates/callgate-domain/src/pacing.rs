@@ -89,7 +89,14 @@ impl Pacer {
         let base = self.next_slot_ns.map_or(floor, |slot| slot.max(floor));
         self.next_slot_ns = Some(base + self.interval_ns);
         self.recent.push_back(now_ns);
-        while self.recent.len() > self.per_window {
+        // Starts a second or more ago can no longer constrain a window that includes now, so
+        // the state stays as small as the last second's starts (exactly equivalent).
+        while self.recent.len() > self.per_window
+            || self
+                .recent
+                .front()
+                .is_some_and(|t| *t <= now_ns - SECOND_NS)
+        {
             self.recent.pop_front();
         }
         Ok(())

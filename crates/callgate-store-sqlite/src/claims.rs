@@ -1,12 +1,14 @@
 //! Dispatcher claims: moving due queued runs to `dialing` within pacing and concurrency limits,
 //! inside the writer's transaction (SPEC §8.2, §8.3).
 
-use crate::util::{db_err, from_ts, parse_json, parse_uuid, ts};
-use callgate_domain::lifecycle::RunStatus;
+use crate::util::{db_err, from_ts, parse_uuid, ts};
 use callgate_domain::pacing::Pacer;
 use callgate_store::*;
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
+
+/// Pacing schedules per configuration, owned by this process.
+pub type Pacers = std::sync::Mutex<std::collections::HashMap<ConfigId, Pacer>>;
 
 /// Claims up to `limit` of the oldest due queued runs of a configuration.
 pub fn claim(
@@ -18,7 +20,9 @@ pub fn claim(
 ) -> StoreResult<Vec<ClaimedRun>> {
     let mut st = c
         .prepare_cached(
-            "UPDATE runs SET status = 'dialing', dialed_at = ?3, lease_owner = ?4
+            "UPDATE runs SET status = 'dialing', dialed_at = ?3, lease_owner = ?4,
+                 events = json_insert(events, '$[#]',
+                     json_object('status', 'dialing', 'at', ?5, 'attempt', attempt))
              WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
                           AND scheduled_for <= ?3 ORDER BY id LIMIT ?2)
              RETURNING id, call_id, org_id, config_id, phone_number, from_number,
@@ -26,40 +30,33 @@ pub fn claim(
         )
         .map_err(db_err)?;
     let mut claimed: Vec<ClaimedRun> = st
-        .query_map(params![config, limit, ts(now), node], |r| {
-            let call_id: String = r.get(1)?;
-            Ok(ClaimedRun {
-                id: r.get(0)?,
-                call_id: parse_uuid(&call_id)?,
-                org_id: r.get(2)?,
-                config_id: r.get(3)?,
-                phone_number: r.get(4)?,
-                from_number: r.get(5)?,
-                greeting: r.get(6)?,
-                created_at: from_ts(r.get(7)?),
-                attempt: r.get(8)?,
-            })
-        })
+        .query_map(
+            params![
+                config,
+                limit,
+                ts(now),
+                node,
+                crate::util::micros(now).to_string()
+            ],
+            |r| {
+                let call_id: String = r.get(1)?;
+                Ok(ClaimedRun {
+                    id: r.get(0)?,
+                    call_id: parse_uuid(&call_id)?,
+                    org_id: r.get(2)?,
+                    config_id: r.get(3)?,
+                    phone_number: r.get(4)?,
+                    from_number: r.get(5)?,
+                    greeting: r.get(6)?,
+                    created_at: from_ts(r.get(7)?),
+                    attempt: r.get(8)?,
+                })
+            },
+        )
         .map_err(db_err)?
         .collect::<Result<_, _>>()
         .map_err(db_err)?;
     claimed.sort_by_key(|r| r.id);
-    let mut ev = c
-        .prepare_cached(
-            "INSERT INTO run_events (run_id, seq, status, at, attempt)
-             VALUES (?1, COALESCE((SELECT MAX(seq) FROM run_events WHERE run_id = ?1), 0) + 1,
-                     ?2, ?3, ?4)",
-        )
-        .map_err(db_err)?;
-    for run in &claimed {
-        ev.execute(params![
-            run.id,
-            RunStatus::Dialing.as_str(),
-            ts(now),
-            run.attempt
-        ])
-        .map_err(db_err)?;
-    }
     Ok(claimed)
 }
 
@@ -73,6 +70,7 @@ fn count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<i64
 /// Counts live runs, takes pacing slots and claims, in the caller's transaction.
 pub fn claim_paced(
     c: &Connection,
+    pacers: &Pacers,
     config: ConfigId,
     org: OrgId,
     limits: &ClaimLimits,
@@ -111,16 +109,17 @@ pub fn claim_paced(
             ..Claim::default()
         });
     }
-    let stored: Option<String> = c
-        .prepare_cached("SELECT state FROM config_pacing WHERE config_id = ?1")
-        .map_err(db_err)?
-        .query_row([config], |r| r.get(0))
-        .optional()
-        .map_err(db_err)?;
-    let mut pacer = stored
-        .and_then(|s| parse_json::<Pacer>(&s).ok())
-        .filter(|p| p.calls_per_second() == limits.calls_per_second)
-        .unwrap_or_else(|| Pacer::new(limits.calls_per_second));
+    // One process owns an SQLite file, so the pacing schedules live in its memory (the
+    // writer thread is their only user); PostgreSQL keeps them in a table shared by nodes.
+    let mut guard = pacers
+        .lock()
+        .map_err(|_| StoreError::Internal("pacer lock poisoned".into()))?;
+    let pacer = guard
+        .entry(config)
+        .or_insert_with(|| Pacer::new(limits.calls_per_second));
+    if pacer.calls_per_second() != limits.calls_per_second {
+        *pacer = Pacer::new(limits.calls_per_second);
+    }
     // Never start a dial "before" the previous one: another node may have claimed while this
     // claim waited for the lock with a slightly older clock reading.
     let now_ns = now
@@ -144,14 +143,7 @@ pub fn claim_paced(
             ..Claim::default()
         });
     }
-    let state = crate::util::json_text(&pacer)?;
-    c.prepare_cached(
-        "INSERT INTO config_pacing (config_id, state) VALUES (?1, ?2)
-         ON CONFLICT (config_id) DO UPDATE SET state = excluded.state",
-    )
-    .map_err(db_err)?
-    .execute(params![config, state])
-    .map_err(db_err)?;
+    drop(guard);
     let runs = claim(c, config, slots as u32, node, now)?;
     let drained = due <= slots && due < free;
     Ok(Claim {

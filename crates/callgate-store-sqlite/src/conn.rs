@@ -29,11 +29,16 @@ pub fn open(path: &Path) -> StoreResult<Connection> {
 trait Job: Send {
     /// Runs the work; returns false when it failed (its savepoint is then rolled back).
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Whether the job needs a savepoint of its own: jobs that can fail after writing do.
+    /// Savepoints are not free (SQLite copies every page a savepoint touches into a
+    /// sub-journal), so the hot jobs are written to fail only before their first write.
+    fn savepoint(&self) -> bool;
     /// Delivers the result, or `err` when the shared commit failed.
     fn finish(self: Box<Self>, err: Option<StoreError>);
 }
 
 struct TypedJob<T, F> {
+    savepoint: bool,
     work: Option<F>,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
@@ -48,6 +53,10 @@ impl<T: Send, F: FnOnce(&Connection) -> StoreResult<T> + Send> Job for TypedJob<
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn savepoint(&self) -> bool {
+        self.savepoint
     }
 
     fn finish(self: Box<Self>, err: Option<StoreError>) {
@@ -68,7 +77,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> StoreResult<Self> {
+    pub fn start(conn: Connection, path: PathBuf) -> StoreResult<Self> {
+        // Checkpoints copy WAL pages back into the database file; done on the commit path they
+        // stall every writer behind one unlucky commit, so a helper thread does them instead.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(crate::util::db_err)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&path))
+            .map_err(|e| StoreError::Internal(format!("cannot start checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -77,13 +94,14 @@ impl Writer {
         Ok(Self { tx })
     }
 
-    pub async fn submit<T, F>(&self, f: F) -> StoreResult<T>
+    pub async fn submit<T, F>(&self, savepoint: bool, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job = TypedJob {
+            savepoint,
             work: Some(f),
             result: None,
             reply,
@@ -93,6 +111,20 @@ impl Writer {
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
+    }
+}
+
+/// Passive checkpoints never block the writer; they copy what no reader still needs.
+fn checkpoint_loop(path: &Path) {
+    let Ok(conn) = open(path) else {
+        tracing::error!("checkpoint thread cannot open the database; the WAL will grow");
+        return;
+    };
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 
@@ -136,6 +168,18 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
     // One job alone needs no savepoint: if it fails the whole transaction is rolled back.
     let single = batch.len() == 1;
     for job in batch.iter_mut() {
+        if !single && !job.savepoint() {
+            let before = conn.total_changes();
+            if !job.run(conn) && conn.total_changes() != before {
+                // Promised to fail only before writing, yet wrote: nothing of this batch may
+                // be committed half-done, so every job in it fails and its caller retries.
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(StoreError::Unavailable(
+                    "a write failed part-way; its transaction was rolled back".into(),
+                ));
+            }
+            continue;
+        }
         if single {
             if !job.run(conn) {
                 exec(conn, "ROLLBACK").map_err(crate::util::db_err)?;

@@ -29,6 +29,7 @@ pub struct SqliteStore {
     /// Last run id handed out. One process owns an SQLite file, so a counter seeded from the
     /// table is enough.
     last_run_id: Arc<AtomicI64>,
+    pacers: Arc<claims::Pacers>,
 }
 
 impl SqliteStore {
@@ -39,22 +40,33 @@ impl SqliteStore {
         let last: i64 = conn
             .query_row("SELECT COALESCE(MAX(id), 0) FROM runs", [], |r| r.get(0))
             .map_err(util::db_err)?;
-        let writer = Writer::start(conn)?;
+        let writer = Writer::start(conn, path.to_path_buf())?;
         let readers = Readers::new(path.to_path_buf());
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(readers),
             last_run_id: Arc::new(AtomicI64::new(last)),
+            pacers: Arc::new(claims::Pacers::default()),
         })
     }
 
-    /// Runs `f` in the next group-commit transaction.
+    /// Runs `f` in the next group-commit transaction, inside its own savepoint.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.submit(f).await
+        self.writer.submit(true, f).await
+    }
+
+    /// Like `write`, without a savepoint, for hot jobs that only fail before their first write
+    /// (the writer checks, and rolls the whole batch back if one breaks that promise).
+    async fn write_fast<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.submit(false, f).await
     }
 
     /// Runs `f` on a pooled read connection.

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
-const RUN_COLS: &str = "id, call_id, org_id, agent_id, workflow_uuid, version_id, version_number, environment, phone_number, from_number, config_id, provider, provider_call_id, status, initial_status, outcome, ended_reason, answered_by, attempt, max_attempts, created_at, scheduled_for, dialed_at, answered_at, ended_at, duration_seconds, transcript, recording_url, extracted, initial_context, system_context, metadata, external_id, unresolved_variables, greeting, error";
+const RUN_COLS: &str = "id, call_id, org_id, agent_id, workflow_uuid, version_id, version_number, environment, phone_number, from_number, config_id, provider, provider_call_id, status, initial_status, outcome, ended_reason, answered_by, attempt, max_attempts, created_at, scheduled_for, dialed_at, answered_at, ended_at, duration_seconds, transcript, recording_url, extracted, initial_context, system_context, metadata, external_id, unresolved_variables, greeting, error, events";
 
 fn status_of(s: &str) -> RunStatus {
     RunStatus::parse(s).unwrap_or(RunStatus::Ended)
@@ -75,62 +75,17 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
         unresolved_variables: parse_json(&unresolved)?,
         greeting: r.get(34)?,
         error: r.get(35)?,
-        events: Vec::new(),
+        events: parse_json(&r.get::<_, String>(36)?)?,
     })
 }
 
-fn load_events(c: &Connection, run: RunId) -> StoreResult<Vec<RunEvent>> {
-    let mut st = c
-        .prepare_cached(
-            "SELECT status, at, attempt, provider_status, detail FROM run_events
-             WHERE run_id = ?1 ORDER BY seq",
-        )
-        .map_err(db_err)?;
-    let rows = st
-        .query_map([run], |r| {
-            let status: String = r.get(0)?;
-            Ok(RunEvent {
-                status: status_of(&status),
-                at: from_ts(r.get(1)?),
-                attempt: r.get(2)?,
-                provider_status: r.get(3)?,
-                detail: r.get(4)?,
-            })
-        })
-        .map_err(db_err)?;
-    rows.collect::<Result<_, _>>().map_err(db_err)
-}
-
-fn insert_event(c: &Connection, run: RunId, ev: &RunEvent) -> StoreResult<()> {
-    let mut st = c
-        .prepare_cached(
-            "INSERT INTO run_events (run_id, seq, status, at, attempt, provider_status, detail)
-             VALUES (?1, COALESCE((SELECT MAX(seq) FROM run_events WHERE run_id = ?1), 0) + 1,
-                     ?2, ?3, ?4, ?5, ?6)",
-        )
-        .map_err(db_err)?;
-    st.execute(params![
-        run,
-        ev.status.as_str(),
-        ts(ev.at),
-        ev.attempt,
-        ev.provider_status,
-        ev.detail
-    ])
-    .map_err(db_err)?;
-    Ok(())
-}
-
 fn load_run_where(c: &Connection, clause: &str, p: impl rusqlite::Params) -> StoreResult<Run> {
-    let mut run = c
-        .query_row(
-            &format!("SELECT {RUN_COLS} FROM runs WHERE {clause}"),
-            p,
-            run_row,
-        )
-        .map_err(db_err)?;
-    run.events = load_events(c, run.id)?;
-    Ok(run)
+    c.query_row(
+        &format!("SELECT {RUN_COLS} FROM runs WHERE {clause}"),
+        p,
+        run_row,
+    )
+    .map_err(db_err)
 }
 
 /// Billable seconds of a call: answered → ended, rounded up (SPEC §9).
@@ -191,6 +146,11 @@ fn new_run_into_record(id: RunId, new: NewRun) -> Run {
     }
 }
 
+/// Executes through the statement cache: these run thousands of times a second.
+fn exec_cached(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
 /// One lifecycle update inside the current transaction.
 fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
     let transcript = u.transcript.as_ref().map(json_text).transpose()?;
@@ -222,11 +182,9 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
     let before = status_of(&status);
     if provider_call_id.is_none() {
         if let Some(pid) = &u.provider_call_id {
-            c.execute(
-                "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
-                params![id, pid],
-            )
-            .map_err(db_err)?;
+            c.prepare_cached("UPDATE runs SET provider_call_id = ?2 WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![id, pid]))
+                .map_err(db_err)?;
         }
     }
     let target = match transition(before, &u.signal) {
@@ -245,36 +203,54 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
     };
     let at = ts(u.at);
     let mut outcome = None;
+    // The status change and its history entry are one row update.
+    let event = json_text(&RunEvent {
+        status: target,
+        at: crate::util::micros(u.at),
+        attempt,
+        provider_status: u.provider_status.clone(),
+        detail: u.detail.clone(),
+    })?;
     match &u.signal {
         CallSignal::Dialing => {
-            c.execute(
-                "UPDATE runs SET status = 'dialing', dialed_at = ?2 WHERE id = ?1",
-                params![id, at],
+            exec_cached(
+                c,
+                "UPDATE runs SET status = 'dialing', dialed_at = ?2,
+                     events = json_insert(events, '$[#]', json(?3)) WHERE id = ?1",
+                params![id, at, event],
             )
             .map_err(db_err)?;
         }
         CallSignal::Ringing => {
-            c.execute("UPDATE runs SET status = 'ringing' WHERE id = ?1", [id])
-                .map_err(db_err)?;
+            exec_cached(
+                c,
+                "UPDATE runs SET status = 'ringing',
+                     events = json_insert(events, '$[#]', json(?2)) WHERE id = ?1",
+                params![id, event],
+            )
+            .map_err(db_err)?;
         }
         CallSignal::Answered { answered_by } => {
-            c.execute(
+            exec_cached(
+                c,
                 "UPDATE runs SET status = 'in_progress', answered_at = ?2,
-                     answered_by = COALESCE(?3, answered_by) WHERE id = ?1",
-                params![id, at, answered_by],
+                     answered_by = COALESCE(?3, answered_by),
+                     events = json_insert(events, '$[#]', json(?4)) WHERE id = ?1",
+                params![id, at, answered_by, event],
             )
             .map_err(db_err)?;
         }
         CallSignal::Ended { outcome: o, reason } => {
             outcome = Some(*o);
             let billable = billable_seconds(opt_ts(answered_at), u.at);
-            c.execute(
+            exec_cached(
+                c,
                 "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
                      ended_at = ?4, duration_seconds = ?5,
                      transcript = COALESCE(?6, transcript),
                      recording_url = COALESCE(?7, recording_url),
                      extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
-                     lease_owner = NULL
+                     lease_owner = NULL, events = json_insert(events, '$[#]', json(?10))
                      WHERE id = ?1",
                 params![
                     id,
@@ -285,12 +261,14 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
                     transcript,
                     u.recording_url,
                     extracted,
-                    u.error
+                    u.error,
+                    event
                 ],
             )
             .map_err(db_err)?;
             if let Some(secs) = billable.filter(|s| *s > 0) {
-                c.execute(
+                exec_cached(
+                    c,
                     "UPDATE organizations
                          SET quota_seconds_remaining = quota_seconds_remaining - ?2
                          WHERE id = ?1 AND quota_seconds_remaining IS NOT NULL",
@@ -300,17 +278,6 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
             }
         }
     }
-    insert_event(
-        c,
-        id,
-        &RunEvent {
-            status: target,
-            at: u.at,
-            attempt,
-            provider_status: u.provider_status.clone(),
-            detail: u.detail.clone(),
-        },
-    )?;
     Ok(AppliedUpdate {
         run_id: id,
         org_id,
@@ -329,16 +296,47 @@ impl RunStore for SqliteStore {
         let system_context = json_text(&run.system_context)?;
         let metadata = run.metadata.as_ref().map(json_text).transpose()?;
         let unresolved = json_text(&run.unresolved_variables)?;
-        self.write(move |c| {
+        let first_event = json_text(&[RunEvent {
+            status: run.status,
+            at: crate::util::micros(run.created_at),
+            attempt: 1,
+            provider_status: None,
+            detail: None,
+        }])?;
+        self.write_fast(move |c| {
+            // The idempotency key first: its conflict is the one expected failure, and it
+            // must come before any write (see `write_fast`).
+            if let Some(k) = idem {
+                c.prepare_cached(
+                    "INSERT INTO idempotency_keys (api_key_id, route, key, body_hash, run_id,
+                     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db_err)?
+                .execute(params![
+                    k.api_key_id,
+                    k.route,
+                    k.key,
+                    &k.body_hash[..],
+                    run.id,
+                    ts(run.created_at)
+                ])
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Conflict("idempotency_key_reused")
+                    } else {
+                        db_err(e)
+                    }
+                })?;
+            }
             let mut st = c
                 .prepare_cached(
                     "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
                      version_number, environment, phone_number, from_number, config_id, provider,
                      status, initial_status, max_attempts, created_at, scheduled_for,
                      initial_context, system_context, metadata, external_id,
-                     unresolved_variables, greeting, api_key_id)
+                     unresolved_variables, greeting, api_key_id, events)
                      VALUES (?23, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13,
-                     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?24)",
                 )
                 .map_err(db_err)?;
             st.execute(params![
@@ -365,41 +363,14 @@ impl RunStore for SqliteStore {
                 run.greeting,
                 run.api_key_id,
                 run.id,
+                first_event,
             ])
             .map_err(db_err)?;
             let id = run.id;
-            c.prepare_cached(
-                "INSERT INTO run_events (run_id, seq, status, at, attempt) VALUES (?1, 1, ?2, ?3, 1)",
-            )
-            .map_err(db_err)?
-            .execute(params![id, run.status.as_str(), ts(run.created_at)])
-            .map_err(db_err)?;
             c.prepare_cached("UPDATE agents SET total_runs = total_runs + 1 WHERE id = ?1")
                 .map_err(db_err)?
                 .execute([run.agent_id])
                 .map_err(db_err)?;
-            if let Some(k) = idem {
-                c.prepare_cached(
-                    "INSERT INTO idempotency_keys (api_key_id, route, key, body_hash, run_id,
-                     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(db_err)?
-                .execute(params![
-                    k.api_key_id,
-                    k.route,
-                    k.key,
-                    &k.body_hash[..],
-                    id,
-                    ts(run.created_at)
-                ])
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict("idempotency_key_reused")
-                    } else {
-                        db_err(e)
-                    }
-                })?;
-            }
             Ok(new_run_into_record(id, run))
         })
         .await
@@ -452,7 +423,8 @@ impl RunStore for SqliteStore {
     ) -> StoreResult<()> {
         let (route, key) = (route.to_owned(), key.to_owned());
         self.write(move |c| {
-            c.execute(
+            exec_cached(
+                c,
                 "UPDATE idempotency_keys SET response_status = ?4, response_body = ?5
                  WHERE api_key_id = ?1 AND route = ?2 AND key = ?3",
                 params![api_key_id, route, key, response.status, response.body],
@@ -515,17 +487,10 @@ impl RunStore for SqliteStore {
             sql.push_str(" ORDER BY id DESC LIMIT ?");
             args.push(SqlValue::Integer(i64::from(f.limit)));
             let mut st = c.prepare(&sql).map_err(db_err)?;
-            let runs: Vec<Run> = st
-                .query_map(params_from_iter(args), run_row)
+            st.query_map(params_from_iter(args), run_row)
                 .map_err(db_err)?
                 .collect::<Result<_, _>>()
-                .map_err(db_err)?;
-            runs.into_iter()
-                .map(|mut r| {
-                    r.events = load_events(c, r.id)?;
-                    Ok(r)
-                })
-                .collect()
+                .map_err(db_err)
         })
         .await
     }
@@ -563,7 +528,7 @@ impl RunStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<ClaimedRun>> {
         let node = node.to_owned();
-        self.write(move |c| crate::claims::claim(c, config, limit, &node, now))
+        self.write_fast(move |c| crate::claims::claim(c, config, limit, &node, now))
             .await
     }
 
@@ -576,8 +541,11 @@ impl RunStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Claim> {
         let (node, limits) = (node.to_owned(), limits.clone());
-        self.write(move |c| crate::claims::claim_paced(c, config, org, &limits, &node, now))
-            .await
+        let pacers = self.pacers.clone();
+        self.write_fast(move |c| {
+            crate::claims::claim_paced(c, &pacers, config, org, &limits, &node, now)
+        })
+        .await
     }
 
     async fn allocate_run_id(&self) -> StoreResult<RunId> {
@@ -585,14 +553,14 @@ impl RunStore for SqliteStore {
     }
 
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
-        self.write(move |c| apply_one(c, id, u)).await
+        self.write_fast(move |c| apply_one(c, id, u)).await
     }
 
     async fn apply_updates(
         &self,
         updates: Vec<(RunId, RunUpdate)>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
-        self.write(move |c| {
+        self.write_fast(move |c| {
             Ok(updates
                 .into_iter()
                 .map(|(id, u)| apply_one(c, id, u))

@@ -7,6 +7,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_paced_claims.sql"),
     include_str!("../migrations/0003_idempotent_responses.sql"),
+    include_str!("../migrations/0004_events_in_runs.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -32,6 +32,11 @@ pub fn ts(t: Timestamp) -> i64 {
     t.as_microsecond()
 }
 
+/// The stored precision (microseconds), for times written inside JSON.
+pub fn micros(t: Timestamp) -> Timestamp {
+    from_ts(ts(t))
+}
+
 pub fn from_ts(v: i64) -> Timestamp {
     Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
 }

@@ -50,6 +50,9 @@ pub struct DialRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dialed {
     pub provider_call_id: String,
+    /// The provider's own first event will carry the call id, so recording it separately
+    /// would only cost a write.
+    pub id_in_events: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

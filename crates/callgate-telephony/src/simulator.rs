@@ -119,7 +119,10 @@ impl Telephony for Simulator {
             sink: self.sink.clone(),
         };
         tokio::spawn(play.run());
-        Ok(Dialed { provider_call_id })
+        Ok(Dialed {
+            provider_call_id,
+            id_in_events: true,
+        })
     }
 }
 
