@@ -120,6 +120,7 @@ fn checkpoint_loop(path: &Path) {
         tracing::error!("checkpoint thread cannot open the database; the WAL will grow");
         return;
     };
+    let _ = conn.execute_batch("PRAGMA cache_size = -500;");
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
         if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
@@ -218,7 +219,9 @@ impl Readers {
             Some(c) => c,
             None => {
                 let c = open(&self.path)?;
-                c.execute_batch("PRAGMA query_only = ON;")
+                // Every connection has its own page cache; readers keep a small one so memory
+                // stays bounded however many are open (the writer's is the large one).
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -2000;")
                     .map_err(crate::util::db_err)?;
                 c
             }
