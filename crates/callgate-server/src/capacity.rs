@@ -6,6 +6,7 @@ use callgate_domain::lifecycle::RunStatus;
 use callgate_store::{ConfigId, OrgId, QueueCount};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
@@ -13,11 +14,19 @@ pub struct Counts {
     pub queued_by_config: HashMap<ConfigId, (OrgId, i64)>,
     pub live_by_org: HashMap<OrgId, i64>,
     pub live_by_config: HashMap<ConfigId, i64>,
+    /// Configurations that may have queued runs the counts do not show: another node hinted
+    /// at work, or a claim was cut short by pacing or capacity. The dispatcher asks the
+    /// database about them until it says their queue is drained.
+    pub look_again: HashMap<ConfigId, OrgId>,
 }
 
 #[derive(Debug, Default)]
 pub struct Capacity {
     inner: Mutex<Counts>,
+    /// Runs announced to this node so far (queued here or hinted by another node). The
+    /// dispatcher compares it around a claim: work that arrived meanwhile must not be
+    /// forgotten because of that claim's "drained".
+    arrivals: AtomicU64,
 }
 
 impl Capacity {
@@ -56,21 +65,29 @@ impl Capacity {
     }
 
     pub fn queued(&self, org: OrgId, config: ConfigId) {
+        self.arrivals.fetch_add(1, Ordering::SeqCst);
         self.with(|c| {
             *c.queued_by_org.entry(org).or_default() += 1;
             c.queued_by_config.entry(config).or_insert((org, 0)).1 += 1;
         });
     }
 
-    /// Another node queued work for this configuration; make sure it is looked at.
+    /// Another node queued work for this configuration (or freed capacity it may wait for);
+    /// make sure it is looked at. The counts stay as they are: a hint says "some", not how
+    /// many, and trigger-time checks must not count phantom runs.
     pub fn hinted(&self, org: OrgId, config: ConfigId) {
-        self.with(|c| {
-            let e = c.queued_by_config.entry(config).or_insert((org, 0));
-            if e.1 == 0 {
-                e.1 = 1;
-                *c.queued_by_org.entry(org).or_default() += 1;
-            }
-        });
+        self.arrivals.fetch_add(1, Ordering::SeqCst);
+        self.keep_looking(org, config);
+    }
+
+    /// See `Counts::look_again`.
+    pub fn keep_looking(&self, org: OrgId, config: ConfigId) {
+        self.with(|c| c.look_again.insert(config, org));
+    }
+
+    /// See `arrivals`.
+    pub fn arrivals(&self) -> u64 {
+        self.arrivals.load(Ordering::SeqCst)
     }
 
     /// `n` queued runs of a configuration started dialling.
@@ -92,6 +109,7 @@ impl Capacity {
             let left = c.queued_by_config.get(&config).map(|e| e.1).unwrap_or(0);
             dec(c.queued_by_org.entry(org).or_default(), left);
             c.queued_by_config.remove(&config);
+            c.look_again.remove(&config);
         });
     }
 

@@ -13,6 +13,7 @@ mod claims;
 mod db;
 mod lifecycle;
 mod nodes;
+mod notify;
 mod run_rows;
 mod runs;
 mod schema;
@@ -27,15 +28,32 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 
-/// How long opening one connection may take when the URL does not say (`connect_timeout`).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request waits for a free pooled connection before answering `Unavailable`.
-const POOL_WAIT: Duration = Duration::from_secs(10);
+/// How the store uses its server.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Most connections kept open at once.
+    pub pool_size: usize,
+    /// How long a request waits for a connection, opening one (unless the URL sets
+    /// `connect_timeout`) or waiting for a free one, before it fails as `Unavailable` (503).
+    /// While the server is down, this bounds how long a request hangs.
+    pub timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// PostgreSQL implementation of `callgate_store::Store`.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Connection settings, kept for the notification listener's own connection.
+    config: tokio_postgres::Config,
 }
 
 impl PgStore {
@@ -43,12 +61,28 @@ impl PgStore {
     /// migrations and keeps up to `pool_size` connections. An unreachable server, a missing
     /// database or refused credentials are `Unavailable` with the target in the message.
     pub async fn connect(url: &str, pool_size: usize) -> StoreResult<Self> {
+        Self::connect_with(
+            url,
+            &PgOptions {
+                pool_size,
+                ..PgOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// `connect` with every option spelled out.
+    pub async fn connect_with(url: &str, options: &PgOptions) -> StoreResult<Self> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
+            config.connect_timeout(options.timeout);
         }
+        let connect_timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(options.timeout);
         let target = describe(&config);
         let unreachable = |e: tokio_postgres::Error| {
             let cause = match util::db_err(e) {
@@ -58,8 +92,17 @@ impl PgStore {
             StoreError::Unavailable(format!("cannot connect to PostgreSQL at {target}: {cause}"))
         };
         // Migrate on a connection of its own, outside the pool: its advisory lock is released
-        // when the connection closes, whatever happens.
-        let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
+        // when the connection closes, whatever happens. The driver's `connect_timeout` covers
+        // only the TCP connect; a server that accepts and never answers needs the outer bound.
+        let (mut client, connection) = tokio::time::timeout(connect_timeout, config.connect(NoTls))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {target}: no answer within \
+                         {connect_timeout:?}"
+                ))
+            })?
+            .map_err(unreachable)?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "migration connection ended");
@@ -71,7 +114,7 @@ impl PgStore {
         let _ = driver.await;
         migrated?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 // A connection the server closed reports itself closed; no probe query needed.
@@ -79,14 +122,14 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
+            .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(connect_timeout))
+            .recycle_timeout(Some(options.timeout))
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, config })
     }
 
     /// A pooled connection; none to be had is `Unavailable`.

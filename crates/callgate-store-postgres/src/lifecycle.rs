@@ -140,6 +140,11 @@ pub async fn apply_one<C: GenericClient>(
                 ],
             )
             .await?;
+            // A live run ending frees a slot of its organisation and configuration: wake the
+            // other nodes' dispatchers, whose queued runs may have been waiting for it.
+            if before.is_live() {
+                crate::notify::notify_work(c, config_id, org_id).await?;
+            }
             if let Some(secs) = billable.filter(|s| *s > 0) {
                 exec(
                     c,

@@ -8,6 +8,7 @@ use crate::run_rows::{
 };
 use crate::util::{db_err, get, hash32, ts};
 use async_trait::async_trait;
+use callgate_domain::lifecycle::RunStatus;
 use callgate_store::*;
 use jiff::Timestamp;
 use tokio_postgres::types::{Json, ToSql};
@@ -89,6 +90,10 @@ impl RunStore for PgStore {
                 &[("idempotency_keys_pkey", "idempotency_key_reused")],
             )
             .await?;
+        }
+        // Other nodes' dispatchers learn of the run at commit instead of at their next poll.
+        if run.status == RunStatus::Queued {
+            crate::notify::notify_work(&tx, run.config_id, run.org_id).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(new_run_into_record(run))
@@ -255,6 +260,10 @@ impl RunStore for PgStore {
         let claim = crate::claims::claim_paced(&tx, config, org, limits, node, now).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(claim)
+    }
+
+    fn work_hints(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<WorkHint>> {
+        Some(crate::notify::spawn_listener(self.config.clone()))
     }
 
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {

@@ -169,3 +169,108 @@ async fn a_lost_connection_is_unavailable_and_the_pool_recovers() {
     drop(store);
     db.drop_database().await.unwrap();
 }
+
+/// Sessions of `db` whose last statement was the notification listener's `LISTEN`.
+async fn listeners(admin: &tokio_postgres::Client, db: &str) -> Vec<i32> {
+    admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Waits (at most 10 s) until `db` has a listening session and returns its pid.
+async fn a_listener(admin: &tokio_postgres::Client, db: &str) -> i32 {
+    for _ in 0..200 {
+        if let Some(pid) = listeners(admin, db).await.first() {
+            return *pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no session is listening for work notifications");
+}
+
+async fn next_hint(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<callgate_store::WorkHint>,
+) -> Option<callgate_store::WorkHint> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_work_and_freed_capacity_wake_other_nodes_even_after_a_reconnect() {
+    use callgate_domain::lifecycle::{Outcome, RunStatus};
+    use callgate_store::contract::fixtures::{apply, run, signal_ended, t, world};
+    use callgate_store::{RunStore, WorkHint};
+    let Some(admin) =
+        admin_url("queued_work_and_freed_capacity_wake_other_nodes_even_after_a_reconnect")
+    else {
+        return;
+    };
+    let db = ScratchDatabase::create(&admin).await.unwrap();
+    let writer = PgStore::connect(db.url(), 2).await.unwrap();
+    let other_node = PgStore::connect(db.url(), 2).await.unwrap();
+    let mut hints = other_node.work_hints().unwrap();
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let first_listener = a_listener(&client, db.name()).await;
+
+    let w = world(&writer, "Acme").await;
+    let expected = WorkHint {
+        config_id: w.config.id,
+        org_id: w.tn.org.id,
+    };
+    let queued = run(&writer, &w.agent, &w.config, RunStatus::Queued, t(10)).await;
+    assert_eq!(next_hint(&mut hints).await, Some(expected), "enqueue");
+    let claimed = writer
+        .claim_runs(w.config.id, 1, "node-a", t(11))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    apply(
+        &writer,
+        queued.id,
+        signal_ended(Outcome::Completed, "agent_hangup"),
+        t(12),
+    )
+    .await;
+    assert_eq!(
+        next_hint(&mut hints).await,
+        Some(expected),
+        "the end of a live run"
+    );
+
+    // The listening session dies (a restart, a failover): the listener reconnects by itself.
+    client
+        .execute("SELECT pg_terminate_backend($1)", &[&first_listener])
+        .await
+        .unwrap();
+    let mut woke = false;
+    for _ in 0..20 {
+        let pid = a_listener(&client, db.name()).await;
+        if pid == first_listener {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        run(&writer, &w.agent, &w.config, RunStatus::Queued, t(20)).await;
+        if next_hint(&mut hints).await == Some(expected) {
+            woke = true;
+            break;
+        }
+    }
+    assert!(
+        woke,
+        "no hint after the listener's connection was terminated"
+    );
+    drop((writer, other_node, hints));
+    db.drop_database().await.unwrap();
+}

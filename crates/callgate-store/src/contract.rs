@@ -11,7 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
-mod fixtures;
+/// Builders for the records the checks need; backends' own tests use them too.
+pub mod fixtures;
 mod lifecycle;
 mod listing;
 mod queue;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use callgate_domain::clock::{Clock, SystemClock};
 use callgate_server::{App, Config};
 use callgate_store::Store;
-use callgate_store_postgres::PgStore;
+use callgate_store_postgres::{PgOptions, PgStore};
 use callgate_store_sqlite::SqliteStore;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
@@ -57,11 +57,15 @@ const POSTGRES_POOL_SIZE: usize = 16;
 
 /// Opens the store named by the configuration, applying pending migrations. An unreachable
 /// PostgreSQL server is an error here, so the process exits instead of serving 503s.
-pub async fn open_store(cfg: &Config, database_url: Option<&str>) -> Result<Arc<dyn Store>> {
-    let path = match database_url {
+pub async fn open_store(cfg: &Config, db: &settings::DatabaseSettings) -> Result<Arc<dyn Store>> {
+    let path = match db.url.as_deref() {
         None | Some("") => cfg.data_dir.join("callgate.db"),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PgStore::connect(url, POSTGRES_POOL_SIZE)
+            let options = PgOptions {
+                pool_size: POSTGRES_POOL_SIZE,
+                timeout: db.timeout,
+            };
+            let store = PgStore::connect_with(url, &options)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?;
             return Ok(Arc::new(store));
@@ -93,13 +97,13 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve(args)) => serve(cli.global, args).await,
         Some(Command::Migrate) => {
             let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
-            open_store(&cfg, db.as_deref()).await?;
+            open_store(&cfg, &db).await?;
             println!("migrations applied");
             Ok(())
         }
         Some(Command::Admin(cmd)) => {
             let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
-            let store = open_store(&cfg, db.as_deref()).await?;
+            let store = open_store(&cfg, &db).await?;
             admin::run(store, cmd).await
         }
         Some(Command::Call(args)) => call::run(args).await,
@@ -108,14 +112,14 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(global: settings::GlobalArgs, args: settings::ServeArgs) -> Result<()> {
     let (cfg, db) = settings::resolve(&global, &args)?;
-    let store = open_store(&cfg, db.as_deref()).await?;
+    let store = open_store(&cfg, &db).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let bootstrap = cfg.bootstrap;
     let app = App::build(cfg, store.clone(), clock.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = app.state();
-    tracing::info!(addr = %app.local_addr(), "callgate listening");
+    tracing::info!(addr = %app.local_addr(), node_id = %state.config.node_id, "callgate listening");
     println!("callgate is listening on {}", state.public_url);
     if bootstrap {
         let first =

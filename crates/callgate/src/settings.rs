@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalArgs {
@@ -20,6 +21,11 @@ pub struct GlobalArgs {
     /// Database URL; default is a SQLite file in the data directory.
     #[arg(long, global = true, env = "CALLGATE_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL: seconds a request waits for a database connection (opening one or a free
+    /// pooled one) before answering 503 (default 10; the URL's `connect_timeout` wins for
+    /// opening).
+    #[arg(long, global = true, env = "CALLGATE_DATABASE_TIMEOUT")]
+    pub database_timeout: Option<f64>,
     /// Log filter, e.g. `info` or `callgate_server=debug`.
     #[arg(long, global = true, env = "CALLGATE_LOG")]
     pub log: Option<String>,
@@ -63,6 +69,10 @@ pub struct ServeArgs {
     /// Which parts to run on this node.
     #[arg(long, value_enum)]
     pub role: Option<Role>,
+    /// This node's name in run leases and logs (default `node-` + random); must differ
+    /// between the nodes sharing a database.
+    #[arg(long, env = "CALLGATE_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 /// `callgate.toml`: every setting optional.
@@ -79,6 +89,16 @@ struct FileConfig {
     allow_private_webhook_targets: Option<bool>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    database_timeout: Option<f64>,
+    node_id: Option<String>,
+}
+
+/// Where the store lives and how patiently to wait for it.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `None`: the SQLite file in the data directory.
+    pub url: Option<String>,
+    pub timeout: Duration,
 }
 
 fn read_file(path: Option<&PathBuf>) -> Result<FileConfig> {
@@ -95,8 +115,8 @@ fn read_file(path: Option<&PathBuf>) -> Result<FileConfig> {
     }
 }
 
-/// The server configuration and the database URL.
-pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<(Config, Option<String>)> {
+/// The server configuration and the database settings.
+pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<(Config, DatabaseSettings)> {
     let file = read_file(g.config.as_ref())?;
     init_logging(
         g.log.clone().or(file.log.clone()),
@@ -131,12 +151,25 @@ pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<(Config, Option<String>)
         .allow_private_webhook_targets
         .or(file.allow_private_webhook_targets)
         .unwrap_or(false);
+    if let Some(id) = s.node_id.clone().or(file.node_id) {
+        if id.trim().is_empty() || id.len() > 64 {
+            bail!("the node id must be 1 to 64 characters");
+        }
+        cfg.node_id = id;
+    }
     match s.role.unwrap_or(Role::All) {
         Role::Api => cfg.run_worker = false,
         Role::Worker => cfg.run_api = false,
         Role::All => {}
     }
-    let db = g.database_url.clone().or(file.database_url);
+    let timeout = g.database_timeout.or(file.database_timeout).unwrap_or(10.0);
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+        bail!("the database timeout must be between 0 and 3600 seconds, got {timeout}");
+    }
+    let db = DatabaseSettings {
+        url: g.database_url.clone().or(file.database_url),
+        timeout: Duration::from_secs_f64(timeout),
+    };
     Ok((cfg, db))
 }
 

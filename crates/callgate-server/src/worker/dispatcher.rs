@@ -42,11 +42,13 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
                     .iter()
                     .filter(|(_, (_, n))| *n > 0)
                     .map(|(cfg, (org, _))| (*cfg, *org))
+                    .chain(c.look_again.iter().map(|(cfg, org)| (*cfg, *org)))
                     .collect()
             })
             .unwrap_or_default();
         crate::metrics::queue_depth(state.capacity.total_queued());
         work.sort_unstable();
+        work.dedup();
         // Start each pass at a different configuration so no organisation always goes first.
         if !work.is_empty() {
             rotation = rotation.wrapping_add(1);
@@ -62,6 +64,13 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
             _ = state.dispatch.notified() => {}
             Some(h) = next_hint(&mut hints) => {
                 state.capacity.hinted(h.org_id, h.config_id);
+                // A burst of hints (every trigger on every node sends one) is one pass, not
+                // one pass per hint.
+                if let Some(rx) = hints.as_mut() {
+                    while let Ok(h) = rx.try_recv() {
+                        state.capacity.hinted(h.org_id, h.config_id);
+                    }
+                }
             }
             _ = tokio::time::sleep_until(next_wake.into()) => {}
             _ = stop.notified() => return,
@@ -92,6 +101,9 @@ async fn dispatch_config(
         calls_per_second: cfg.calls_per_second,
         max_batch: MAX_CLAIM,
     };
+    // Read before the clock: a run announced before this has `scheduled_for` ≤ `now` and
+    // was committed before the claim, so the claim sees it.
+    let arrivals = state.capacity.arrivals();
     let now = state.clock.now();
     let claim = match state
         .store
@@ -107,8 +119,11 @@ async fn dispatch_config(
     state
         .capacity
         .dialled(org_id, config_id, claim.runs.len() as i64);
-    if claim.drained {
+    if claim.drained && state.capacity.arrivals() == arrivals {
         state.capacity.drained(org_id, config_id);
+    } else if !claim.drained && !claim.runs.is_empty() {
+        // Cut short by pacing or capacity: more may be queued than the counts say.
+        state.capacity.keep_looking(org_id, config_id);
     }
     for run in claim.runs {
         let latency = now.duration_since(run.created_at);
@@ -182,12 +197,14 @@ async fn dial(state: Arc<AppState>, cfg: Arc<TelephonyConfig>, run: ClaimedRun) 
         tries += 1;
         match provider.dial(req.clone()).await {
             Ok(d) => {
-                let mut u = RunUpdate::new(CallSignal::Dialing, state.clock.now());
-                u.provider_call_id = Some(d.provider_call_id);
-                let _ = state.events.send(ProviderEvent {
-                    run_id: run.id,
-                    update: u,
-                });
+                if !d.id_in_events {
+                    let mut u = RunUpdate::new(CallSignal::Dialing, state.clock.now());
+                    u.provider_call_id = Some(d.provider_call_id);
+                    let _ = state.events.send(ProviderEvent {
+                        run_id: run.id,
+                        update: u,
+                    });
+                }
                 state.dial_settled(run.id, Ok(()));
                 return;
             }
