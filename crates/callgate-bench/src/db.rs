@@ -165,6 +165,9 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
                 "call_id" => "?2".to_owned(),
                 "status" | "initial_status" if queued => "'queued'".to_owned(),
                 "config_id" if queued => "?5".to_owned(),
+                // The status history lives in the row (schema 4+): a queued copy keeps only
+                // its first entry. History times are copied unshifted.
+                "events" if queued => "json_array(json_extract(events, '$[0]'))".to_owned(),
                 c if queued && OUTCOME_COLUMNS.contains(&c) => "NULL".to_owned(),
                 c if TIME_COLUMNS.contains(&c) => format!("{c} - ?3"),
                 c => c.to_owned(),
@@ -176,7 +179,19 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
         run_cols.join(", "),
         run_exprs.join(", ")
     );
-    let event_cols = columns(&c, "run_events")?;
+    // Older schemas kept the history in a table of its own.
+    let has_event_table: bool = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'run_events'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)?;
+    let event_cols = if has_event_table {
+        columns(&c, "run_events")?
+    } else {
+        Vec::new()
+    };
     let event_exprs: Vec<String> = event_cols
         .iter()
         .map(|col| match col.as_str() {
@@ -210,7 +225,11 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
             Preload::Stored => 0,
         };
         let mut run_st = tx.prepare(&insert_run)?;
-        let mut ev_st = tx.prepare(&insert_events)?;
+        let mut ev_st = if has_event_table {
+            Some(tx.prepare(&insert_events)?)
+        } else {
+            None
+        };
         for i in 0..n {
             let id = first_id + i as i64;
             // The oldest first, one second apart, all before the template run.
@@ -226,7 +245,9 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
             ];
             let count = run_st.parameter_count();
             run_st.execute(params_from_iter(values.into_iter().take(count)))?;
-            ev_st.execute(params![id, age_us, template])?;
+            if let Some(st) = ev_st.as_mut() {
+                st.execute(params![id, age_us, template])?;
+            }
         }
         tx.execute(
             "UPDATE agents SET total_runs = total_runs + ?1 WHERE id = ?2",

@@ -8,10 +8,11 @@
 use std::collections::VecDeque;
 
 const SECOND_NS: i128 = 1_000_000_000;
-/// How far behind the theoretical schedule a late wake-up may catch up at once. It lets a
-/// fast configuration start several dials per dispatcher pass without ever exceeding the
-/// per-second cap below.
-const CATCH_UP_NS: i128 = 20_000_000;
+/// How far behind the theoretical schedule a late start may catch up. A dispatcher pass that
+/// was held up (a slow commit, a busy CPU) makes up the slots it missed instead of losing
+/// them, which keeps the achieved rate on target; a fast configuration also gets several
+/// dials per pass. The per-second cap below still bounds every window.
+const CATCH_UP_NS: i128 = 250_000_000;
 
 /// Pacing state of one telephony configuration.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -161,8 +162,8 @@ mod tests {
     #[test]
     fn a_fast_configuration_gets_several_slots_in_one_pass() {
         let mut p = Pacer::new(1000.0);
-        let taken = (0..100).filter(|_| p.try_take(SECOND_NS).is_ok()).count();
-        assert_eq!(taken, 21);
+        let taken = (0..1000).filter(|_| p.try_take(SECOND_NS).is_ok()).count();
+        assert_eq!(taken, 251);
     }
 
     #[test]

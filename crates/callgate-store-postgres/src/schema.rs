@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotent_responses",
         include_str!("../migrations/0003_idempotent_responses.sql"),
     ),
+    (
+        4,
+        "active_runs_index",
+        include_str!("../migrations/0004_active_runs_index.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed key of the advisory lock (ASCII "callgate" as a 64-bit integer), so it

@@ -8,6 +8,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_paced_claims.sql"),
     include_str!("../migrations/0003_idempotent_responses.sql"),
     include_str!("../migrations/0004_events_in_runs.sql"),
+    include_str!("../migrations/0005_active_runs_index.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
