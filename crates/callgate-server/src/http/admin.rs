@@ -2,8 +2,8 @@
 //! back the `callgate admin` subcommands through `crate::bootstrap`'s helpers.
 
 use crate::http::extract::Path;
-use crate::http::extract::{InstanceAdmin, JsonBody, SharedState};
-use crate::http::keys::{check_key_name, created_key_json, issue_api_key};
+use crate::http::extract::{InstanceAdmin, JsonBody, SharedState, parse_name};
+use crate::http::keys::{created_key_json, issue_api_key};
 use crate::http::org::SettingsPatch;
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
@@ -85,14 +85,8 @@ async fn create_org(
     _: InstanceAdmin,
     JsonBody(b): JsonBody<OrgBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let name = b.name.trim();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::invalid_field(
-            "/name",
-            "name must be 1 to 255 characters",
-        ));
-    }
-    let org = s.store.create_org(name, s.clock.now()).await?;
+    let name = parse_name(&b.name)?;
+    let org = s.store.create_org(&name, s.clock.now()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": org.id, "name": org.name})),
@@ -257,7 +251,7 @@ async fn create_key(
     Path(org_id): Path<i64>,
     JsonBody(b): JsonBody<KeyBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let name = check_key_name(&b.name)?;
+    let name = parse_name(&b.name)?;
     let (key, raw) = issue_api_key(
         s.store.as_ref(),
         org_id,

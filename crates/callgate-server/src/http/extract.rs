@@ -130,6 +130,19 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// The display-name rule shared by agents, keys, configurations and organisations: trimmed,
+/// 1 to 255 characters.
+pub fn parse_name(raw: &str) -> ApiResult<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(ApiError::invalid_field(
+            "/name",
+            "name must be 1 to 255 characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// Check 3: the body must be one JSON object.
 pub fn parse_object(bytes: &[u8]) -> ApiResult<Map<String, Value>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

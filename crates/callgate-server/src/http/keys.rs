@@ -1,8 +1,8 @@
 //! API keys (SPEC §6.3, §11): list, create (raw key shown once), archive, reactivate.
 
 use crate::http::extract::Path;
-use crate::http::extract::{AdminKey, JsonBody, SharedState};
-use crate::http::problem::{ApiError, ApiResult, store_error};
+use crate::http::extract::{AdminKey, JsonBody, SharedState, parse_name};
+use crate::http::problem::{ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
 use axum::extract::State;
@@ -67,17 +67,6 @@ pub struct CreateKeyBody {
     pub scopes: Option<KeyScopes>,
 }
 
-pub fn check_key_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::invalid_field(
-            "/name",
-            "name must be 1 to 255 characters",
-        ));
-    }
-    Ok(name.to_owned())
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/user/api-keys",
@@ -102,7 +91,7 @@ async fn create(
     AdminKey(key): AdminKey,
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> ApiResult<Json<Value>> {
-    let name = check_key_name(&body.name)?;
+    let name = parse_name(&body.name)?;
     let (created, raw) = issue_api_key(
         s.store.as_ref(),
         key.org_id,

@@ -3,7 +3,7 @@
 
 use crate::app::AppState;
 use crate::http::extract::Path;
-use crate::http::extract::{AdminKey, JsonBody, SharedState};
+use crate::http::extract::{AdminKey, JsonBody, SharedState, parse_name};
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
@@ -124,17 +124,6 @@ struct CreateBody {
     max_concurrent_calls: Option<u32>,
 }
 
-fn check_name(name: &str) -> ApiResult<String> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 255 {
-        return Err(ApiError::invalid_field(
-            "/name",
-            "name must be 1 to 255 characters",
-        ));
-    }
-    Ok(n.to_owned())
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/organizations/telephony-configs",
@@ -158,7 +147,7 @@ async fn create(
     AdminKey(key): AdminKey,
     JsonBody(b): JsonBody<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let name = check_name(&b.name)?;
+    let name = parse_name(&b.name)?;
     let credentials = b.credentials.unwrap_or_default();
     let (sealed, fields, cps) = check_config(
         &s,
@@ -287,7 +276,7 @@ async fn update(
 ) -> ApiResult<Json<Value>> {
     let current = load(&s, key.org_id, id).await?.config;
     let name = match &b.name {
-        Some(n) => check_name(n)?,
+        Some(n) => parse_name(n)?,
         None => current.name.clone(),
     };
     // New credentials replace the old ones entirely; without them the sealed ones stay.

@@ -2,7 +2,7 @@
 //! versions, triggers with their URLs, owner, archive.
 
 use crate::http::extract::Path;
-use crate::http::extract::{AdminKey, JsonBody, SharedState};
+use crate::http::extract::{AdminKey, JsonBody, SharedState, parse_name};
 use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
@@ -132,13 +132,7 @@ async fn create(
     AdminKey(key): AdminKey,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> ApiResult<Json<Value>> {
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::invalid_field(
-            "/name",
-            "name must be 1 to 255 characters",
-        ));
-    }
+    let name = parse_name(&body.name)?;
     let (definition, trigger_paths) = parse_definition(body.workflow_definition)?;
     let bundle = s
         .store
@@ -277,15 +271,7 @@ async fn update(
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
     load(&s, key.org_id, id).await?;
-    let name = match body.name.map(|n| n.trim().to_owned()) {
-        Some(n) if n.is_empty() || n.chars().count() > 255 => {
-            return Err(ApiError::invalid_field(
-                "/name",
-                "name must be 1 to 255 characters",
-            ));
-        }
-        other => other,
-    };
+    let name = body.name.as_deref().map(parse_name).transpose()?;
     let (definition, trigger_paths) = match body.workflow_definition {
         Some(v) => {
             let (d, p) = parse_definition(v)?;
