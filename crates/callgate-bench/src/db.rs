@@ -179,38 +179,20 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
         run_cols.join(", "),
         run_exprs.join(", ")
     );
-    // Older schemas kept the history in a table of its own.
-    let has_event_table: bool = c
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'run_events'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)?;
-    let event_cols = if has_event_table {
-        columns(&c, "run_events")?
-    } else {
-        Vec::new()
-    };
-    let event_exprs: Vec<String> = event_cols
+    // The payload lives in a table of its own (schema 7+): copied alongside, keyed by run id.
+    let payload_cols = columns(&c, "run_payloads")?;
+    let payload_exprs: Vec<String> = payload_cols
         .iter()
         .map(|col| match col.as_str() {
             "run_id" => "?1".to_owned(),
-            "at" => "at - ?2".to_owned(),
             c => c.to_owned(),
         })
         .collect();
-    // A queued run has only its first event.
-    let event_filter = match kind {
-        Preload::Stored => "",
-        Preload::Queued { .. } => " AND seq = 1",
-    };
-    let insert_events = format!(
-        "INSERT INTO run_events ({}) SELECT {} FROM run_events WHERE run_id = ?3{event_filter}",
-        event_cols.join(", "),
-        event_exprs.join(", ")
+    let insert_payload = format!(
+        "INSERT INTO run_payloads ({}) SELECT {} FROM run_payloads WHERE run_id = ?2",
+        payload_cols.join(", "),
+        payload_exprs.join(", ")
     );
-
     let tx = c.transaction()?;
     {
         let first_id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM runs", [], |r| {
@@ -225,11 +207,7 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
             Preload::Stored => 0,
         };
         let mut run_st = tx.prepare(&insert_run)?;
-        let mut ev_st = if has_event_table {
-            Some(tx.prepare(&insert_events)?)
-        } else {
-            None
-        };
+        let mut payload_st = tx.prepare(&insert_payload)?;
         for i in 0..n {
             let id = first_id + i as i64;
             // The oldest first, one second apart, all before the template run.
@@ -245,9 +223,7 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
             ];
             let count = run_st.parameter_count();
             run_st.execute(params_from_iter(values.into_iter().take(count)))?;
-            if let Some(st) = ev_st.as_mut() {
-                st.execute(params![id, age_us, template])?;
-            }
+            payload_st.execute(params![id, template])?;
         }
         tx.execute(
             "UPDATE agents SET total_runs = total_runs + ?1 WHERE id = ?2",

@@ -19,8 +19,11 @@ use serde_json::{Map, Value};
 /// What a template can see while rendering.
 #[derive(Debug, Clone, Copy)]
 pub struct RenderScope<'a> {
-    /// Variables: the caller's context with system values laid over it (SPEC §2.4).
+    /// Variables: the caller's context (SPEC §2.4).
     pub vars: &'a Map<String, Value>,
+    /// Values laid over `vars` (the system context): a name found here wins. Kept apart so a
+    /// request's context is not copied just to render its templates.
+    pub overlay: Option<&'a Map<String, Value>>,
     /// The instant built-ins such as `current_time` report; injected so tests are exact.
     pub now: Timestamp,
 }
@@ -183,7 +186,11 @@ fn lookup<'v>(name: &str, scope: &RenderScope<'v>) -> Found<'v> {
     let Some(first) = segments.next() else {
         return Found::Missing;
     };
-    let mut current = match scope.vars.get(first) {
+    let found = scope
+        .overlay
+        .and_then(|o| o.get(first))
+        .or_else(|| scope.vars.get(first));
+    let mut current = match found {
         Some(v) => v,
         None => return Found::Missing,
     };
@@ -311,6 +318,7 @@ mod tests {
             template,
             &RenderScope {
                 vars: &vars,
+                overlay: None,
                 now: now(),
             },
         )

@@ -20,6 +20,7 @@ fn render_with(template: &str, vars: &Map<String, Value>) -> String {
         template,
         &RenderScope {
             vars,
+            overlay: None,
             now: Timestamp::UNIX_EPOCH,
         },
     )
@@ -37,7 +38,7 @@ fn is_trigger_path(s: &str) -> bool {
 proptest! {
     #[test]
     fn render_never_panics(template in any::<String>()) {
-        let r = render(&template, &RenderScope { vars: &scope_vars(), now: Timestamp::UNIX_EPOCH });
+        let r = render(&template, &RenderScope { vars: &scope_vars(), overlay: None, now: Timestamp::UNIX_EPOCH });
         // Output can only shrink or grow by inserted values; it is never absurdly large.
         prop_assert!(r.text.len() <= template.len() * 16 + 64);
     }
@@ -54,7 +55,7 @@ proptest! {
         while template.contains("{{") {
             template = template.replace("{{", "{");
         }
-        let r = render(&template, &RenderScope { vars: &scope_vars(), now: Timestamp::UNIX_EPOCH });
+        let r = render(&template, &RenderScope { vars: &scope_vars(), overlay: None, now: Timestamp::UNIX_EPOCH });
         prop_assert_eq!(&r.text, &template);
         prop_assert!(r.unresolved.is_empty());
         prop_assert!(referenced_names(&template).is_empty());

@@ -98,10 +98,15 @@ fn opt_int(body: &Map<String, Value>, field: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-fn opt_object(body: &Map<String, Value>, field: &str) -> ApiResult<Option<Map<String, Value>>> {
-    match body.get(field) {
+/// Takes an object field out of the body (the body is consumed by parsing, so nothing is
+/// copied).
+fn take_object(
+    body: &mut Map<String, Value>,
+    field: &str,
+) -> ApiResult<Option<Map<String, Value>>> {
+    match body.get_mut(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(Value::Object(m)) => Ok(Some(std::mem::take(m))),
         Some(_) => Err(ApiError::invalid_field(
             &format!("/{field}"),
             format!("{field} must be a JSON object"),
@@ -126,14 +131,14 @@ fn phone_error(flavor: Flavor, field: &str, e: PhoneError) -> ApiError {
 }
 
 /// Checks 3–5 (and the body rules of §2.1, §3).
-fn parse_body(flavor: Flavor, body: &Map<String, Value>) -> ApiResult<CallSpec> {
+fn parse_body(flavor: Flavor, body: &mut Map<String, Value>) -> ApiResult<CallSpec> {
     let (phone_field, ctx_field) = match flavor {
         Flavor::Dograh => ("phone_number", "initial_context"),
         Flavor::Outbound => ("to_number", "variables"),
     };
     // Check 3: every present field has the right type.
     let phone_raw = opt_str(body, phone_field)?;
-    let context = opt_object(body, ctx_field)?.unwrap_or_default();
+    let context = take_object(body, ctx_field)?.unwrap_or_default();
     let ctx_value = Value::Object(context);
     check_initial_context(&ctx_value)
         .map_err(|e| ApiError::invalid_field(&format!("/{ctx_field}"), e.message_for(ctx_field)))?;
@@ -151,12 +156,12 @@ fn parse_body(flavor: Flavor, body: &Map<String, Value>) -> ApiResult<CallSpec> 
         Flavor::Outbound => opt_str(body, "from_number")?,
         Flavor::Dograh => None,
     };
-    let metadata = match body.get("metadata") {
+    let metadata = match body.get_mut("metadata") {
         None | Some(Value::Null) => None,
         Some(v) => {
             check_metadata(v)
                 .map_err(|e| ApiError::invalid_field("/metadata", e.message_for("metadata")))?;
-            Some(v.clone())
+            Some(v.take())
         }
     };
     let external_id = opt_str(body, "external_id")?;
@@ -449,8 +454,11 @@ fn resolve_config(
 }
 
 /// Runs checks 1–21 (auth already done) and builds the run; writes nothing.
-pub async fn prepare(state: &AppState, req: &TriggerRequest) -> ApiResult<Prepared> {
-    let spec = parse_body(req.flavor, &req.body)?;
+pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Prepared> {
+    let mut body = std::mem::take(&mut req.body);
+    let mut spec = parse_body(req.flavor, &mut body)?;
+    drop(body);
+    let req = &req;
     let (agent, version) = resolve_agent(state, req).await?;
     // Check 14: the execution owner must exist and be active.
     let owner_ok = match agent.agent.owner_user_id {
@@ -469,7 +477,7 @@ pub async fn prepare(state: &AppState, req: &TriggerRequest) -> ApiResult<Prepar
     }
     // Context: the caller's values, editor defaults on test routes (caller wins), then the
     // declared variables' defaults and types (check 15).
-    let mut context = spec.context.clone();
+    let mut context = std::mem::take(&mut spec.context);
     if req.env == Environment::Test {
         if let Some(defaults) = &version.version.template_context_variables {
             for (k, v) in defaults {
@@ -562,11 +570,11 @@ pub async fn prepare(state: &AppState, req: &TriggerRequest) -> ApiResult<Prepar
     }
 
     // Templates see the caller's values with system values laid over them.
-    let mut vars = context.clone();
-    for (k, v) in &system {
-        vars.insert(k.clone(), v.clone());
-    }
-    let scope = RenderScope { vars: &vars, now };
+    let scope = RenderScope {
+        vars: &context,
+        overlay: Some(&system),
+        now,
+    };
     let mut unresolved: Vec<String> = Vec::new();
     let mut note = |names: Vec<String>| {
         for n in names {

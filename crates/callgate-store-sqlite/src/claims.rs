@@ -18,27 +18,33 @@ pub fn claim(
     node: &str,
     now: Timestamp,
 ) -> StoreResult<Vec<ClaimedRun>> {
+    // The ids first, then one single-row update each: a multi-row UPDATE inside the batch
+    // transaction would make SQLite keep a statement journal (a copy of every page it touches).
+    let ids: Vec<RunId> = c
+        .prepare_cached(
+            "SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
+             AND scheduled_for <= ?2 ORDER BY id LIMIT ?3",
+        )
+        .map_err(db_err)?
+        .query_map(params![config, ts(now), limit], |r| r.get(0))
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
     let mut st = c
         .prepare_cached(
-            "UPDATE runs SET status = 'dialing', dialed_at = ?3, lease_owner = ?4,
+            "UPDATE runs SET status = 'dialing', dialed_at = ?2, lease_owner = ?3,
                  events = json_insert(events, '$[#]',
-                     json_object('status', 'dialing', 'at', ?5, 'attempt', attempt))
-             WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
-                          AND scheduled_for <= ?3 ORDER BY id LIMIT ?2)
+                     json_object('status', 'dialing', 'at', ?4, 'attempt', attempt))
+             WHERE id = ?1 AND status = 'queued'
              RETURNING id, call_id, org_id, config_id, phone_number, from_number,
                        greeting, created_at, attempt",
         )
         .map_err(db_err)?;
-    let mut claimed: Vec<ClaimedRun> = st
-        .query_map(
-            params![
-                config,
-                limit,
-                ts(now),
-                node,
-                crate::util::micros(now).to_string()
-            ],
-            |r| {
+    let at = crate::util::micros(now).to_string();
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in ids {
+        let run = st
+            .query_row(params![id, ts(now), node, at], |r| {
                 let call_id: String = r.get(1)?;
                 Ok(ClaimedRun {
                     id: r.get(0)?,
@@ -51,11 +57,10 @@ pub fn claim(
                     created_at: from_ts(r.get(7)?),
                     attempt: r.get(8)?,
                 })
-            },
-        )
-        .map_err(db_err)?
-        .collect::<Result<_, _>>()
-        .map_err(db_err)?;
+            })
+            .map_err(db_err)?;
+        claimed.push(run);
+    }
     claimed.sort_by_key(|r| r.id);
     Ok(claimed)
 }
@@ -80,7 +85,7 @@ pub fn claim_paced(
     let live_org = count(
         c,
         "SELECT COUNT(*) FROM runs WHERE org_id = ?1
-         AND status IN ('dialing', 'ringing', 'in_progress')",
+         AND dialed_at IS NOT NULL AND ended_at IS NULL",
         [org],
     )?;
     let mut free = (i64::from(limits.org_max_live) - live_org).min(i64::from(limits.max_batch));
@@ -88,7 +93,7 @@ pub fn claim_paced(
         let live_cfg = count(
             c,
             "SELECT COUNT(*) FROM runs WHERE config_id = ?1
-             AND status IN ('dialing', 'ringing', 'in_progress')",
+             AND dialed_at IS NOT NULL AND ended_at IS NULL",
             [config],
         )?;
         free = free.min(i64::from(max) - live_cfg);

@@ -1,9 +1,10 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! Writes go to a single writer thread that commits whatever has arrived as one transaction
-//! (group commit): each job runs inside its own savepoint, so a failing job rolls back alone,
-//! and every caller is answered only after the shared `COMMIT` (with `synchronous=FULL`) is on
-//! disk. Reads run on a small pool of connections on the blocking thread pool.
+//! (group commit): a job that may fail after writing runs inside its own savepoint, so it rolls
+//! back alone, and every caller is answered only after the shared `COMMIT` is on disk (a sync
+//! thread flushes the WAL behind the writer, see `conn::sync_loop`). Reads run on a small pool
+//! of connections on the blocking thread pool.
 #![forbid(unsafe_code)]
 
 mod agents;

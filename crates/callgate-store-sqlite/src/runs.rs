@@ -15,6 +15,8 @@ use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
 const RUN_COLS: &str = "id, call_id, org_id, agent_id, workflow_uuid, version_id, version_number, environment, phone_number, from_number, config_id, provider, provider_call_id, status, initial_status, outcome, ended_reason, answered_by, attempt, max_attempts, created_at, scheduled_for, dialed_at, answered_at, ended_at, duration_seconds, transcript, recording_url, extracted, initial_context, system_context, metadata, external_id, unresolved_variables, greeting, error, events";
+/// A run with its payload (migration 0007 keeps them in two tables).
+const RUN_FROM: &str = "runs JOIN run_payloads ON run_payloads.run_id = runs.id";
 
 fn status_of(s: &str) -> RunStatus {
     RunStatus::parse(s).unwrap_or(RunStatus::Ended)
@@ -81,7 +83,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
 
 fn load_run_where(c: &Connection, clause: &str, p: impl rusqlite::Params) -> StoreResult<Run> {
     c.query_row(
-        &format!("SELECT {RUN_COLS} FROM runs WHERE {clause}"),
+        &format!("SELECT {RUN_COLS} FROM {RUN_FROM} WHERE {clause}"),
         p,
         run_row,
     )
@@ -180,15 +182,22 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
         })
         .map_err(db_err)?;
     let before = status_of(&status);
-    if provider_call_id.is_none() {
-        if let Some(pid) = &u.provider_call_id {
-            c.prepare_cached("UPDATE runs SET provider_call_id = ?2 WHERE id = ?1")
-                .and_then(|mut st| st.execute(params![id, pid]))
-                .map_err(db_err)?;
-        }
-    }
+    // The provider's id is kept from its first mention; a status change writes it in the same
+    // row update (every statement below sets it), so only ignored signals need their own.
+    let new_provider_id = u
+        .provider_call_id
+        .as_ref()
+        .filter(|_| provider_call_id.is_none());
     let target = match transition(before, &u.signal) {
         Transition::Ignore => {
+            if let Some(pid) = new_provider_id {
+                exec_cached(
+                    c,
+                    "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
+                    params![id, pid],
+                )
+                .map_err(db_err)?;
+            }
             return Ok(AppliedUpdate {
                 run_id: id,
                 org_id,
@@ -203,7 +212,9 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
     };
     let at = ts(u.at);
     let mut outcome = None;
-    // The status change and its history entry are one row update.
+    // The status change and its history entry are one row update. Every live status has a
+    // `dialed_at` (the live-run indexes rely on it, migration 0006), even when the provider's
+    // first word about a call is that it rings.
     let event = json_text(&RunEvent {
         status: target,
         at: crate::util::micros(u.at),
@@ -216,17 +227,19 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
             exec_cached(
                 c,
                 "UPDATE runs SET status = 'dialing', dialed_at = ?2,
+                     provider_call_id = COALESCE(provider_call_id, ?4),
                      events = json_insert(events, '$[#]', json(?3)) WHERE id = ?1",
-                params![id, at, event],
+                params![id, at, event, new_provider_id],
             )
             .map_err(db_err)?;
         }
         CallSignal::Ringing => {
             exec_cached(
                 c,
-                "UPDATE runs SET status = 'ringing',
+                "UPDATE runs SET status = 'ringing', dialed_at = COALESCE(dialed_at, ?4),
+                     provider_call_id = COALESCE(provider_call_id, ?3),
                      events = json_insert(events, '$[#]', json(?2)) WHERE id = ?1",
-                params![id, event],
+                params![id, event, new_provider_id, at],
             )
             .map_err(db_err)?;
         }
@@ -234,9 +247,11 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
             exec_cached(
                 c,
                 "UPDATE runs SET status = 'in_progress', answered_at = ?2,
+                     dialed_at = COALESCE(dialed_at, ?2),
                      answered_by = COALESCE(?3, answered_by),
+                     provider_call_id = COALESCE(provider_call_id, ?5),
                      events = json_insert(events, '$[#]', json(?4)) WHERE id = ?1",
-                params![id, at, answered_by, event],
+                params![id, at, answered_by, event, new_provider_id],
             )
             .map_err(db_err)?;
         }
@@ -250,7 +265,8 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
                      transcript = COALESCE(?6, transcript),
                      recording_url = COALESCE(?7, recording_url),
                      extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
-                     lease_owner = NULL, events = json_insert(events, '$[#]', json(?10))
+                     lease_owner = NULL, events = json_insert(events, '$[#]', json(?10)),
+                     provider_call_id = COALESCE(provider_call_id, ?11)
                      WHERE id = ?1",
                 params![
                     id,
@@ -262,7 +278,8 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
                     u.recording_url,
                     extracted,
                     u.error,
-                    event
+                    event,
+                    new_provider_id
                 ],
             )
             .map_err(db_err)?;
@@ -333,10 +350,9 @@ impl RunStore for SqliteStore {
                     "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
                      version_number, environment, phone_number, from_number, config_id, provider,
                      status, initial_status, max_attempts, created_at, scheduled_for,
-                     initial_context, system_context, metadata, external_id,
-                     unresolved_variables, greeting, api_key_id, events)
-                     VALUES (?23, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13,
-                     ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?24)",
+                     external_id, greeting, api_key_id, events)
+                     VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13,
+                     ?14, ?15, ?16, ?17, ?18, ?20)",
                 )
                 .map_err(db_err)?;
             st.execute(params![
@@ -355,15 +371,24 @@ impl RunStore for SqliteStore {
                 run.max_attempts,
                 ts(run.created_at),
                 ts(run.scheduled_for),
-                initial_context,
-                system_context,
-                metadata,
                 run.external_id,
-                unresolved,
                 run.greeting,
                 run.api_key_id,
                 run.id,
                 first_event,
+            ])
+            .map_err(db_err)?;
+            c.prepare_cached(
+                "INSERT INTO run_payloads (run_id, initial_context, system_context, metadata,
+                 unresolved_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                run.id,
+                initial_context,
+                system_context,
+                metadata,
+                unresolved
             ])
             .map_err(db_err)?;
             let id = run.id;
@@ -454,7 +479,7 @@ impl RunStore for SqliteStore {
     async fn list_runs(&self, org: OrgId, f: &RunFilter) -> StoreResult<Vec<Run>> {
         let f = f.clone();
         self.read(move |c| {
-            let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE org_id = ?");
+            let mut sql = format!("SELECT {RUN_COLS} FROM {RUN_FROM} WHERE org_id = ?");
             let mut args: Vec<SqlValue> = vec![SqlValue::Integer(org)];
             let mut add = |clause: &str, v: SqlValue| {
                 sql.push_str(clause);
@@ -500,7 +525,7 @@ impl RunStore for SqliteStore {
             let mut st = c
                 .prepare(
                     "SELECT org_id, config_id, status, COUNT(*) FROM runs
-                     WHERE status IN ('scheduled', 'queued', 'dialing', 'ringing', 'in_progress')
+                     WHERE ended_at IS NULL
                      GROUP BY org_id, config_id, status",
                 )
                 .map_err(db_err)?;
@@ -574,7 +599,7 @@ impl RunStore for SqliteStore {
             let mut st = c
                 .prepare(
                     "SELECT id, status FROM runs
-                     WHERE status IN ('dialing', 'ringing', 'in_progress') ORDER BY id",
+                     WHERE dialed_at IS NOT NULL AND ended_at IS NULL ORDER BY id",
                 )
                 .map_err(db_err)?;
             let rows = st
@@ -605,7 +630,7 @@ impl RunStore for SqliteStore {
             let mut st = c
                 .prepare_cached(
                     "SELECT r.id, r.status FROM runs r LEFT JOIN nodes n ON n.node_id = r.lease_owner
-                     WHERE r.status IN ('dialing', 'ringing', 'in_progress')
+                     WHERE r.dialed_at IS NOT NULL AND r.ended_at IS NULL
                        AND (n.last_seen IS NULL OR n.last_seen < ?1)
                      ORDER BY r.id",
                 )

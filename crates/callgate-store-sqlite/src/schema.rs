@@ -9,6 +9,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_idempotent_responses.sql"),
     include_str!("../migrations/0004_events_in_runs.sql"),
     include_str!("../migrations/0005_active_runs_index.sql"),
+    include_str!("../migrations/0006_cheap_partial_indexes.sql"),
+    include_str!("../migrations/0007_run_payloads.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -436,7 +436,11 @@ async fn accept(
             "Idempotency-Key must be 1 to 255 characters",
         ));
     }
-    let body_hash: [u8; 32] = Sha256::digest(body).into();
+    // Only idempotent requests compare bodies.
+    let body_hash: [u8; 32] = match &idem_key {
+        Some(_) => Sha256::digest(body).into(),
+        None => [0; 32],
+    };
     let route_id = parts.uri.path().to_owned();
     let mut _guard = None;
     let mut claim = None;
@@ -512,7 +516,7 @@ async fn accept(
         body: map,
         dry_run,
     };
-    let prepared = prepare(state, &req).await?;
+    let prepared = prepare(state, req).await?;
     if dry_run {
         return Ok((StatusCode::OK, axum::Json(dry_run_body(&prepared))).into_response());
     }

@@ -125,10 +125,14 @@ async fn dispatch_config(
         // Cut short by pacing or capacity: more may be queued than the counts say.
         state.capacity.keep_looking(org_id, config_id);
     }
-    for run in claim.runs {
-        let latency = now.duration_since(run.created_at);
-        crate::metrics::dispatch_latency(latency.as_secs_f64().max(0.0));
-        tokio::spawn(dial(state.clone(), cfg.clone(), run));
+    if !claim.runs.is_empty() {
+        // One client per pass, shared by its dials: opening the credentials is not free.
+        let provider = provider_for(state, &cfg);
+        for run in claim.runs {
+            let latency = now.duration_since(run.created_at);
+            crate::metrics::dispatch_latency(latency.as_secs_f64().max(0.0));
+            tokio::spawn(dial(state.clone(), provider.clone(), run));
+        }
     }
     claim.retry_at.map(|at| {
         let wait = at.duration_since(state.clock.now()).as_secs_f64().max(0.0);
@@ -164,20 +168,32 @@ impl Drop for InFlightDial {
     }
 }
 
-/// Sends the dial request; transient errors are retried within the attempt (SPEC §8.3).
-async fn dial(state: Arc<AppState>, cfg: Arc<TelephonyConfig>, run: ClaimedRun) {
-    let _in_flight = InFlightDial::new(state.clone());
+/// The configuration's provider client, or why there is none.
+fn provider_for(
+    state: &AppState,
+    cfg: &TelephonyConfig,
+) -> Result<Arc<dyn callgate_telephony::Telephony>, String> {
     let credentials = state
         .sealer
         .open(&cfg.credentials_sealed)
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .unwrap_or(serde_json::Value::Null);
-    let provider = match callgate_telephony::build(
+    callgate_telephony::build(
         &cfg.provider,
         &credentials,
         state.clock.clone(),
         state.events.clone(),
-    ) {
+    )
+}
+
+/// Sends the dial request; transient errors are retried within the attempt (SPEC §8.3).
+async fn dial(
+    state: Arc<AppState>,
+    provider: Result<Arc<dyn callgate_telephony::Telephony>, String>,
+    run: ClaimedRun,
+) {
+    let _in_flight = InFlightDial::new(state.clone());
+    let provider = match provider {
         Ok(p) => p,
         Err(message) => {
             finish_failed(&state, run.id, "provider_error", message);

@@ -10,6 +10,8 @@
 //! such as `+1 415 555 0100` or `+1 415 555 2671` are valid. A number whose *area code* is 555
 //! (`+1 555 000 1234`) is not, because no such area code exists; that rejection is wanted.
 
+mod rules;
+
 use std::fmt;
 
 /// A phone number known to be valid, held in normalised E.164 form: `+` and digits only.
@@ -50,27 +52,38 @@ impl E164 {
         if !has_e164_shape(&stripped) {
             return Err(PhoneError::Invalid);
         }
-        let parsed = phonenumber::parse(None, &stripped).map_err(|_| PhoneError::Invalid)?;
-        if !phonenumber::is_valid(&parsed) {
-            return Err(PhoneError::Invalid);
+        // Most numbers are decided by the precompiled rules (see `rules`); the rest by the
+        // crate's full parser.
+        match rules::fast_check(&stripped[1..]) {
+            Some(true) => Ok(E164(stripped)),
+            Some(false) => Err(PhoneError::Invalid),
+            None => slow_parse(&stripped),
         }
-        // Re-format from the parsed number rather than keeping the input: libphonenumber drops a
-        // national trunk prefix written after the country code ("+44 (0)20 …"), and the stored
-        // form must be the one the carrier expects. The result is checked again so that
-        // `parse(x.as_str()) == Ok(x)` always holds.
-        // Built by hand instead of through the crate's formatter, whose `Display` can fail and
-        // would then panic inside `to_string`. `NationalNumber` keeps Italian leading zeros.
-        let normalised = format!("+{}{}", parsed.code().value(), parsed.national());
-        if !has_e164_shape(&normalised) {
-            return Err(PhoneError::Invalid);
-        }
-        Ok(E164(normalised))
     }
 
     /// The normalised number, e.g. `+14155550100`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// libphonenumber's parser and validity check on an input of E.164 shape.
+fn slow_parse(stripped: &str) -> Result<E164, PhoneError> {
+    let parsed = phonenumber::parse(None, stripped).map_err(|_| PhoneError::Invalid)?;
+    if !phonenumber::is_valid(&parsed) {
+        return Err(PhoneError::Invalid);
+    }
+    // Re-format from the parsed number rather than keeping the input: libphonenumber drops a
+    // national trunk prefix written after the country code ("+44 (0)20 …"), and the stored
+    // form must be the one the carrier expects. The result is checked again so that
+    // `parse(x.as_str()) == Ok(x)` always holds.
+    // Built by hand instead of through the crate's formatter, whose `Display` can fail and
+    // would then panic inside `to_string`. `NationalNumber` keeps Italian leading zeros.
+    let normalised = format!("+{}{}", parsed.code().value(), parsed.national());
+    if !has_e164_shape(&normalised) {
+        return Err(PhoneError::Invalid);
+    }
+    Ok(E164(normalised))
 }
 
 /// `+` followed by 8–15 ASCII digits, the first of which (the country code) is not 0.
