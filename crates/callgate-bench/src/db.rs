@@ -51,8 +51,12 @@ pub async fn wait_settled(path: &Path, after_id: i64, timeout: Duration) -> Resu
     }
 }
 
-/// `dialed_at − created_at` in microseconds of runs with an id above `after_id`, created in
-/// `[from, to)` when given; plus how many of those runs were never dialled.
+/// From a run's creation to the provider receiving its dial, in microseconds, for runs with an
+/// id above `after_id` created in `[from, to)` when given; plus how many were never dialled.
+///
+/// The provider's side is the simulator's first event (`ringing`, sent as the dial request
+/// arrives), not `dialed_at`: that is when the claim was decided, before the claim (or the run
+/// itself, when it is claimed as it is written) was committed and the request sent.
 pub fn dispatch_latencies(
     path: &Path,
     after_id: i64,
@@ -63,18 +67,20 @@ pub fn dispatch_latencies(
         .map(|(a, b)| (micros(a), micros(b)))
         .unwrap_or((i64::MIN, i64::MAX));
     let mut st = c.prepare(
-        "SELECT created_at, dialed_at FROM runs
-         WHERE id > ?1 AND created_at >= ?2 AND created_at < ?3",
+        "SELECT created_at, (SELECT json_extract(value, '$.at') FROM json_each(runs.events)
+                             WHERE json_extract(value, '$.status') = 'ringing' LIMIT 1)
+         FROM runs WHERE id > ?1 AND created_at >= ?2 AND created_at < ?3",
     )?;
     let mut latencies = Vec::new();
     let mut undialled = 0;
     let rows = st.query_map(params![after_id, from, to], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
     })?;
     for row in rows {
-        match row? {
-            (created, Some(dialed)) => latencies.push(dialed - created),
-            (_, None) => undialled += 1,
+        let (created, rang) = row?;
+        match rang.and_then(|s| s.parse::<jiff::Timestamp>().ok()) {
+            Some(at) => latencies.push(at.as_microsecond() - created),
+            None => undialled += 1,
         }
     }
     Ok((latencies, undialled))

@@ -92,9 +92,10 @@ struct Opts {
     /// Concurrent connections of the closed-loop scenarios.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     connections: Vec<usize>,
-    /// Steady trigger rate of the dispatch-latency scenario, per second [200; quick 100].
-    #[arg(long)]
-    dispatch_rate: Option<f64>,
+    /// Steady trigger rates of the dispatch-latency scenario (64 connections, open loop), per
+    /// second; the first is also the scale steps' [200,3000; quick 100].
+    #[arg(long, value_delimiter = ',')]
+    dispatch_rates: Vec<f64>,
     /// Length of the dispatch-latency scenario, seconds [15; quick 3].
     #[arg(long)]
     dispatch_secs: Option<f64>,
@@ -191,7 +192,13 @@ async fn bench(o: Opts) -> Result<()> {
         warmup: secs(o.warmup, 2.0, 0.5, q)?,
         measure: secs(o.duration, 10.0, 2.0, q)?,
         connections: o.connections.clone(),
-        dispatch_rate: o.dispatch_rate.unwrap_or(if q { 100.0 } else { 200.0 }),
+        dispatch_rates: if !o.dispatch_rates.is_empty() {
+            o.dispatch_rates.clone()
+        } else if q {
+            vec![100.0]
+        } else {
+            vec![200.0, 3000.0]
+        },
         dispatch_time: secs(o.dispatch_secs, 15.0, 3.0, q)?,
         pacing_cps: o.pacing_cps,
         pacing_time: Duration::from_secs(o.pacing_secs.unwrap_or(if q { 5 } else { 60 })),
@@ -207,7 +214,7 @@ async fn bench(o: Opts) -> Result<()> {
             .collect(),
         keep: o.keep,
     };
-    if s.dispatch_rate <= 0.0 || s.pacing_cps <= 0.0 {
+    if s.dispatch_rates.iter().any(|r| *r <= 0.0) || s.pacing_cps <= 0.0 {
         bail!("rates must be positive");
     }
     let wants = |x: Scenario| o.only.is_empty() || o.only.contains(&x);
@@ -270,7 +277,10 @@ async fn bench(o: Opts) -> Result<()> {
         }
         if wants(Scenario::Dispatch) {
             eprintln!("dispatch latency");
-            r.dispatch = Some(scenarios::dispatch(&s, &server, &targets.trigger).await?);
+            for rate in &s.dispatch_rates {
+                let d = scenarios::dispatch(&s, &server, &targets.trigger, *rate).await?;
+                r.dispatch.push(d);
+            }
         }
         if wants(Scenario::Pacing) {
             eprintln!("pacing accuracy");
@@ -346,8 +356,12 @@ fn settings_table(s: &Settings) -> Vec<(String, String)> {
         (
             "Dispatch scenario".into(),
             format!(
-                "{:.0} triggers/s for {:.0} s",
-                s.dispatch_rate,
+                "{} triggers/s (64 connections, open loop) for {:.0} s each",
+                s.dispatch_rates
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 s.dispatch_time.as_secs_f64()
             ),
         ),

@@ -20,7 +20,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Size of the `initial_context` object in every trigger body, as compact JSON.
 pub const CONTEXT_BYTES: usize = 1024;
 /// Connections of the open-loop dispatch scenario.
-const DISPATCH_CONNECTIONS: usize = 8;
+/// Connections of the steady-rate scenarios: the 64 of the trigger targets.
+const DISPATCH_CONNECTIONS: usize = 64;
 
 /// Everything the scenarios share.
 pub struct Settings {
@@ -29,7 +30,8 @@ pub struct Settings {
     pub warmup: Duration,
     pub measure: Duration,
     pub connections: Vec<usize>,
-    pub dispatch_rate: f64,
+    /// Steady trigger rates of the dispatch scenario; the first is also used by scale steps.
+    pub dispatch_rates: Vec<f64>,
     pub dispatch_time: Duration,
     pub pacing_cps: f64,
     pub pacing_time: Duration,
@@ -336,22 +338,24 @@ pub struct DispatchResult {
     pub triggered: u64,
     pub errors: String,
     pub latency: Latency,
+    /// The triggers' own answer times (ms) at this rate: p50, p90, p99, max.
+    pub answer_ms: [f64; 4],
 }
 
 pub async fn dispatch(
     s: &Settings,
     server: &Callgate,
     trigger: &Arc<RequestTemplate>,
+    rate: f64,
 ) -> Result<DispatchResult> {
     let db_path = server.db_path();
     let before = db::max_run_id(&db::open_ro(&db_path)?)?;
     let plan = Plan {
         connections: DISPATCH_CONNECTIONS,
-        warmup: Duration::ZERO,
+        // Connections open and caches fill first: the figures are for a running server.
+        warmup: Duration::from_secs(1),
         measure: s.dispatch_time,
-        interval: Some(Duration::from_secs_f64(
-            DISPATCH_CONNECTIONS as f64 / s.dispatch_rate,
-        )),
+        interval: Some(Duration::from_secs_f64(DISPATCH_CONNECTIONS as f64 / rate)),
         max_requests: None,
     };
     let out = load::run(server.addr, trigger.clone(), plan).await?;
@@ -359,14 +363,19 @@ pub async fn dispatch(
     if pending > 0 {
         eprintln!("  warning: {pending} runs had not ended {SETTLE_TIMEOUT:?} after the load");
     }
-    let (lat, undialled) = db::dispatch_latencies(&db_path, before, None)?;
+    let (lat, undialled) = db::dispatch_latencies(&db_path, before, Some(out.window))?;
     let latency = Latency::from_micros(lat, undialled);
     eprintln!(
-        "  dispatch at {:.0}/s: {} runs, p50 {:.2} ms, p99 {:.2} ms",
-        s.dispatch_rate, latency.count, latency.p50, latency.p99
+        "  dispatch at {:.0}/s: {} runs, p50 {:.2} ms, p99 {:.2} ms; answers p99 {:.2} ms",
+        rate,
+        latency.count,
+        latency.p50,
+        latency.p99,
+        out.ms(0.99)
     );
     Ok(DispatchResult {
-        rate: s.dispatch_rate,
+        answer_ms: [out.ms(0.50), out.ms(0.90), out.ms(0.99), out.max_ms()],
+        rate,
         duration: s.dispatch_time,
         triggered: out.ok,
         errors: out.error_summary(),
@@ -568,7 +577,8 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
         let targets = Targets::new(&tenant, bodies)?;
         let load =
             trigger_load(s, &server, "trigger", &targets.trigger, s.scale_connections).await?;
-        let moderate = dispatch(s, &server, &targets.trigger).await?;
+        let first = s.dispatch_rates.first().copied().unwrap_or(200.0);
+        let moderate = dispatch(s, &server, &targets.trigger, first).await?;
         rows.push(ScaleRow {
             preloaded: n,
             kind,

@@ -6,7 +6,7 @@ use crate::capacity::Capacity;
 use crate::config::Config;
 use crate::crypto::Sealer;
 use callgate_domain::clock::Clock;
-use callgate_store::{ApiKeyId, Run, RunId, Store};
+use callgate_store::{ApiKeyId, ConfigId, Run, RunId, Store};
 use callgate_telephony::{EventSink, ProviderEvent};
 use jiff::Timestamp;
 use std::collections::{HashMap, HashSet};
@@ -45,6 +45,9 @@ pub struct AppState {
     pub accepting: AtomicBool,
     /// Dial requests on their way to a provider; shutdown waits for them (SPEC §12 drain).
     pub dials_in_flight: AtomicUsize,
+    /// Provider clients by configuration, with the sealed credentials they were built from
+    /// (a changed configuration gets a new client).
+    pub providers: Mutex<HashMap<ConfigId, (Vec<u8>, Arc<dyn callgate_telephony::Telephony>)>>,
 }
 
 impl AppState {
@@ -153,6 +156,7 @@ impl App {
             waiters: Mutex::new(HashMap::new()),
             accepting: AtomicBool::new(true),
             dials_in_flight: AtomicUsize::new(0),
+            providers: Mutex::new(HashMap::new()),
         });
         Ok(Self {
             listener,

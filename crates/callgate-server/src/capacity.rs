@@ -103,6 +103,14 @@ impl Capacity {
         });
     }
 
+    /// A run was claimed as it was written: live without ever being counted as queued.
+    pub fn dialled_direct(&self, org: OrgId, config: ConfigId) {
+        self.with(|c| {
+            *c.live_by_org.entry(org).or_default() += 1;
+            *c.live_by_config.entry(config).or_default() += 1;
+        });
+    }
+
     /// The configuration's queue turned out shorter than counted (e.g. runs cancelled).
     pub fn drained(&self, org: OrgId, config: ConfigId) {
         self.with(|c| {

@@ -61,6 +61,8 @@ struct CallSpec {
 pub struct Prepared {
     pub run: NewRun,
     pub rendered_prompts: Vec<(String, String)>,
+    /// The limits a dial of this run must respect, for claiming it as it is written.
+    pub limits: ClaimLimits,
 }
 
 /// Extension fields the SPEC names that this build does not implement yet; refusing them is
@@ -604,6 +606,12 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
         rendered_prompts.push(("context".into(), r.text));
     }
 
+    let limits = ClaimLimits {
+        org_max_live: org.settings.max_concurrent_calls,
+        config_max_live: cfg.config.max_concurrent_calls,
+        calls_per_second: cfg.config.calls_per_second,
+        max_batch: 1,
+    };
     let run = NewRun {
         id,
         call_id,
@@ -632,6 +640,7 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
     Ok(Prepared {
         run,
         rendered_prompts,
+        limits,
     })
 }
 

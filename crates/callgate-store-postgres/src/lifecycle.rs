@@ -47,7 +47,7 @@ pub(crate) async fn insert_event<C: GenericClient>(
 pub async fn apply_one<C: GenericClient>(
     c: &C,
     id: RunId,
-    u: RunUpdate,
+    u: &RunUpdate,
 ) -> StoreResult<AppliedUpdate> {
     let row = opt_row(
         c,
@@ -184,7 +184,7 @@ pub async fn apply_one<C: GenericClient>(
 /// rolls back alone (as on SQLite) instead of aborting the batch.
 pub async fn apply_many(
     c: &mut deadpool_postgres::Client,
-    updates: Vec<(RunId, RunUpdate)>,
+    updates: std::sync::Arc<[(RunId, RunUpdate)]>,
 ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
     let mut tx = c.transaction().await.map_err(db_err)?;
     // Lock every run of the batch up front, in id order: two nodes applying overlapping
@@ -217,9 +217,9 @@ pub async fn apply_many(
         .await?;
     }
     let mut results = Vec::with_capacity(updates.len());
-    for (id, u) in updates {
+    for (id, u) in updates.iter() {
         let sp = tx.savepoint("apply_update").await.map_err(db_err)?;
-        match apply_one(&sp, id, u).await {
+        match apply_one(&sp, *id, u).await {
             Ok(applied) => {
                 sp.commit().await.map_err(db_err)?;
                 results.push(Ok(applied));

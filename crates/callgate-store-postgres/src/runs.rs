@@ -269,14 +269,14 @@ impl RunStore for PgStore {
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_err)?;
-        let applied = crate::lifecycle::apply_one(&tx, id, u).await?;
+        let applied = crate::lifecycle::apply_one(&tx, id, &u).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(applied)
     }
 
     async fn apply_updates(
         &self,
-        updates: Vec<(RunId, RunUpdate)>,
+        updates: std::sync::Arc<[(RunId, RunUpdate)]>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
         let mut c = self.client().await?;
         crate::lifecycle::apply_many(&mut c, updates).await

@@ -6,45 +6,152 @@ use callgate_domain::pacing::Pacer;
 use callgate_store::*;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Pacing schedules per configuration, owned by this process.
-pub type Pacers = std::sync::Mutex<std::collections::HashMap<ConfigId, Pacer>>;
+type Pacers = Mutex<HashMap<ConfigId, Pacer>>;
+
+/// Dispatch state one process keeps for its SQLite file (the writer thread is its only user):
+/// the pacing schedules and the live-call counts.
+#[derive(Default)]
+pub struct Claims {
+    pacers: Pacers,
+    live: Mutex<LiveCounts>,
+}
+
+/// Live runs (dialled, not ended) per organisation and configuration. Counting them in the
+/// index on every trigger cost as much as the trigger's insert once hundreds of calls were
+/// live, so the writer keeps them as it changes them. A rolled-back write cannot undo the
+/// counts it made, so the writer then marks them stale and the next use recounts.
+#[derive(Default)]
+struct LiveCounts {
+    fresh: bool,
+    by_org: HashMap<OrgId, i64>,
+    by_config: HashMap<ConfigId, i64>,
+}
+
+impl Claims {
+    /// After a rollback: recount before the next use.
+    pub fn forget_live_counts(&self) {
+        if let Ok(mut l) = self.live.lock() {
+            l.fresh = false;
+        }
+    }
+
+    /// A run of `org` on `config` became live (`+1`) or stopped being live (`-1`).
+    pub fn live_changed(&self, org: OrgId, config: ConfigId, delta: i64) {
+        if let Ok(mut l) = self.live.lock() {
+            if l.fresh {
+                *l.by_org.entry(org).or_default() += delta;
+                *l.by_config.entry(config).or_default() += delta;
+            }
+        }
+    }
+
+    /// Live runs of the organisation and of the configuration.
+    fn live(&self, c: &Connection, org: OrgId, config: ConfigId) -> StoreResult<(i64, i64)> {
+        let mut l = self
+            .live
+            .lock()
+            .map_err(|_| StoreError::Internal("live counts lock poisoned".into()))?;
+        if !l.fresh {
+            let mut by_org = HashMap::new();
+            let mut by_config = HashMap::new();
+            let mut st = c
+                .prepare_cached(
+                    "SELECT org_id, config_id, COUNT(*) FROM runs INDEXED BY runs_live_org
+                     WHERE dialed_at IS NOT NULL AND ended_at IS NULL GROUP BY org_id, config_id",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((r.get::<_, OrgId>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (o, cfg, n) = row.map_err(db_err)?;
+                *by_org.entry(o).or_default() += n;
+                *by_config.entry(cfg).or_default() += n;
+            }
+            *l = LiveCounts {
+                fresh: true,
+                by_org,
+                by_config,
+            };
+        }
+        Ok((
+            l.by_org.get(&org).copied().unwrap_or(0),
+            l.by_config.get(&config).copied().unwrap_or(0),
+        ))
+    }
+}
+
+/// Ids of up to `max` of the oldest due queued runs of a configuration.
+///
+/// The limit is applied here rather than as `LIMIT ?`: SQLite reads a bound LIMIT while
+/// planning, so every new value re-prepared the statement.
+fn due_ids(c: &Connection, config: ConfigId, now: Timestamp, max: i64) -> StoreResult<Vec<RunId>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
+             AND scheduled_for <= ?2 ORDER BY id",
+        )
+        .map_err(db_err)?;
+    let rows = st
+        .query_map(params![config, ts(now)], |r| r.get(0))
+        .map_err(db_err)?;
+    rows.take(usize::try_from(max).unwrap_or(0))
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
+}
 
 /// Claims up to `limit` of the oldest due queued runs of a configuration.
 pub fn claim(
     c: &Connection,
+    claims: &Claims,
     config: ConfigId,
     limit: u32,
     node: &str,
     now: Timestamp,
 ) -> StoreResult<Vec<ClaimedRun>> {
-    // The ids first, then one single-row update each: a multi-row UPDATE inside the batch
-    // transaction would make SQLite keep a statement journal (a copy of every page it touches).
-    let ids: Vec<RunId> = c
-        .prepare_cached(
-            "SELECT id FROM runs WHERE status = 'queued' AND config_id = ?1
-             AND scheduled_for <= ?2 ORDER BY id LIMIT ?3",
-        )
-        .map_err(db_err)?
-        .query_map(params![config, ts(now), limit], |r| r.get(0))
-        .map_err(db_err)?
-        .collect::<Result<_, _>>()
-        .map_err(db_err)?;
+    let ids = due_ids(c, config, now, i64::from(limit))?;
+    let runs = claim_ids(c, &ids, node, now)?;
+    for r in &runs {
+        claims.live_changed(r.org_id, r.config_id, 1);
+    }
+    Ok(runs)
+}
+
+/// Moves the given queued runs to `dialing`, leased by `node`.
+fn claim_ids(
+    c: &Connection,
+    ids: &[RunId],
+    node: &str,
+    now: Timestamp,
+) -> StoreResult<Vec<ClaimedRun>> {
+    // One single-row update each: a multi-row UPDATE inside the batch transaction would make
+    // SQLite keep a statement journal (a copy of every page it touches). The history entry is
+    // the JSON `RunEvent` serialises to, appended as text (see `runs::apply_one`).
     let mut st = c
         .prepare_cached(
             "UPDATE runs SET status = 'dialing', dialed_at = ?2, lease_owner = ?3,
-                 events = json_insert(events, '$[#]',
-                     json_object('status', 'dialing', 'at', ?4, 'attempt', attempt))
+                 events = CASE WHEN events = '[]' THEN '[' || ?4 || attempt || '}]'
+                     ELSE substr(events, 1, length(events) - 1) || ',' || ?4 || attempt || '}]'
+                     END
              WHERE id = ?1 AND status = 'queued'
              RETURNING id, call_id, org_id, config_id, phone_number, from_number,
                        greeting, created_at, attempt",
         )
         .map_err(db_err)?;
-    let at = crate::util::micros(now).to_string();
+    let event_head = format!(
+        r#"{{"status":"dialing","at":"{}","attempt":"#,
+        crate::util::micros(now)
+    );
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
         let run = st
-            .query_row(params![id, ts(now), node, at], |r| {
+            .query_row(params![id, ts(now), node, event_head], |r| {
                 let call_id: String = r.get(1)?;
                 Ok(ClaimedRun {
                     id: r.get(0)?,
@@ -61,95 +168,135 @@ pub fn claim(
             .map_err(db_err)?;
         claimed.push(run);
     }
-    claimed.sort_by_key(|r| r.id);
     Ok(claimed)
 }
 
-fn count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<i64> {
-    c.prepare_cached(sql)
+/// How many more runs the organisation's and the configuration's concurrency limits allow
+/// now, at most `limits.max_batch`.
+fn live_room(
+    c: &Connection,
+    claims: &Claims,
+    config: ConfigId,
+    org: OrgId,
+    limits: &ClaimLimits,
+) -> StoreResult<i64> {
+    let (live_org, live_cfg) = claims.live(c, org, config)?;
+    let mut free = (i64::from(limits.org_max_live) - live_org).min(i64::from(limits.max_batch));
+    if let Some(max) = limits.config_max_live {
+        free = free.min(i64::from(max) - live_cfg);
+    }
+    Ok(free)
+}
+
+/// Runs `f` on the configuration's pacing schedule, with the dial time it must use: `now`,
+/// or the previous dial start if that is later (another claim may have read an older clock).
+///
+/// One process owns an SQLite file, so the pacing schedules live in its memory (the writer
+/// thread is their only user); PostgreSQL keeps them in a table shared by nodes.
+fn with_pacer<T>(
+    claims: &Claims,
+    config: ConfigId,
+    calls_per_second: f64,
+    now: Timestamp,
+    f: impl FnOnce(&mut Pacer, i128) -> T,
+) -> StoreResult<(T, Timestamp)> {
+    let mut guard = claims
+        .pacers
+        .lock()
+        .map_err(|_| StoreError::Internal("pacer lock poisoned".into()))?;
+    let pacer = guard
+        .entry(config)
+        .or_insert_with(|| Pacer::new(calls_per_second));
+    if pacer.calls_per_second() != calls_per_second {
+        *pacer = Pacer::new(calls_per_second);
+    }
+    let now_ns = now
+        .as_nanosecond()
+        .max(pacer.last_start().unwrap_or(i128::MIN));
+    let at = Timestamp::from_nanosecond(now_ns).unwrap_or(now);
+    Ok((f(pacer, now_ns), at))
+}
+
+/// For a run being written now: whether it may be dialled at once, and if so when (its
+/// pacing slot is taken). Runs already waiting for the configuration go first.
+pub fn direct_slot(
+    c: &Connection,
+    claims: &Claims,
+    config: ConfigId,
+    org: OrgId,
+    limits: &ClaimLimits,
+    now: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    let waiting: bool = c
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND config_id = ?1)",
+        )
         .map_err(db_err)?
-        .query_row(p, |r| r.get(0))
-        .map_err(db_err)
+        .query_row([config], |r| r.get(0))
+        .map_err(db_err)?;
+    if waiting || live_room(c, claims, config, org, limits)? <= 0 {
+        return Ok(None);
+    }
+    let (taken, at) = with_pacer(claims, config, limits.calls_per_second, now, |p, now_ns| {
+        p.try_take(now_ns).is_ok()
+    })?;
+    if taken {
+        claims.live_changed(org, config, 1);
+    }
+    Ok(taken.then_some(at))
 }
 
 /// Counts live runs, takes pacing slots and claims, in the caller's transaction.
 pub fn claim_paced(
     c: &Connection,
-    pacers: &Pacers,
+    claims: &Claims,
     config: ConfigId,
     org: OrgId,
     limits: &ClaimLimits,
     node: &str,
     now: Timestamp,
 ) -> StoreResult<Claim> {
-    let live_org = count(
-        c,
-        "SELECT COUNT(*) FROM runs WHERE org_id = ?1
-         AND dialed_at IS NOT NULL AND ended_at IS NULL",
-        [org],
-    )?;
-    let mut free = (i64::from(limits.org_max_live) - live_org).min(i64::from(limits.max_batch));
-    if let Some(max) = limits.config_max_live {
-        let live_cfg = count(
-            c,
-            "SELECT COUNT(*) FROM runs WHERE config_id = ?1
-             AND dialed_at IS NOT NULL AND ended_at IS NULL",
-            [config],
-        )?;
-        free = free.min(i64::from(max) - live_cfg);
-    }
+    let free = live_room(c, claims, config, org, limits)?;
     if free <= 0 {
         return Ok(Claim::default());
     }
     // Take slots only for runs that exist, so an empty queue never burns pacing slots.
-    let due = count(
-        c,
-        "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'queued' AND config_id = ?1
-         AND scheduled_for <= ?2 LIMIT ?3)",
-        params![config, ts(now), free],
-    )?;
+    let ids = due_ids(c, config, now, free)?;
+    let due = ids.len() as i64;
     if due == 0 {
         return Ok(Claim {
             drained: true,
             ..Claim::default()
         });
     }
-    // One process owns an SQLite file, so the pacing schedules live in its memory (the
-    // writer thread is their only user); PostgreSQL keeps them in a table shared by nodes.
-    let mut guard = pacers
-        .lock()
-        .map_err(|_| StoreError::Internal("pacer lock poisoned".into()))?;
-    let pacer = guard
-        .entry(config)
-        .or_insert_with(|| Pacer::new(limits.calls_per_second));
-    if pacer.calls_per_second() != limits.calls_per_second {
-        *pacer = Pacer::new(limits.calls_per_second);
-    }
-    // Never start a dial "before" the previous one: another node may have claimed while this
-    // claim waited for the lock with a slightly older clock reading.
-    let now_ns = now
-        .as_nanosecond()
-        .max(pacer.last_start().unwrap_or(i128::MIN));
-    let now = Timestamp::from_nanosecond(now_ns).unwrap_or(now);
-    let mut slots = 0i64;
-    let mut retry_at = None;
-    while slots < due.min(free) {
-        match pacer.try_take(now_ns) {
-            Ok(()) => slots += 1,
-            Err(at) => {
-                retry_at = Timestamp::from_nanosecond(at).ok();
-                break;
+    let ((slots, retry_at), now) = with_pacer(
+        claims,
+        config,
+        limits.calls_per_second,
+        now,
+        |pacer, now_ns| {
+            let mut slots = 0i64;
+            let mut retry_at = None;
+            while slots < due.min(free) {
+                match pacer.try_take(now_ns) {
+                    Ok(()) => slots += 1,
+                    Err(at) => {
+                        retry_at = Timestamp::from_nanosecond(at).ok();
+                        break;
+                    }
+                }
             }
-        }
-    }
+            (slots, retry_at)
+        },
+    )?;
     if slots == 0 {
         return Ok(Claim {
             retry_at,
             ..Claim::default()
         });
     }
-    drop(guard);
-    let runs = claim(c, config, slots as u32, node, now)?;
+    let runs = claim_ids(c, &ids[..slots as usize], node, now)?;
+    claims.live_changed(org, config, runs.len() as i64);
     let drained = due <= slots && due < free;
     Ok(Claim {
         runs,

@@ -82,7 +82,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection, path: PathBuf) -> StoreResult<Self> {
+    /// `on_rollback` runs on the writer thread whenever work was rolled back (a failed batch
+    /// or a job's savepoint), for state kept beside the database (see `claims::Claims`).
+    pub fn start(
+        conn: Connection,
+        path: PathBuf,
+        on_rollback: Box<dyn Fn() + Send>,
+    ) -> StoreResult<Self> {
         // Checkpoints copy WAL pages back into the database file; done on the commit path they
         // stall every writer behind one unlucky commit, so a helper thread does them instead.
         // The writer's commits do not wait for the disk: the syncer thread flushes the WAL
@@ -110,7 +116,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &wal, &synced_tx))
+            .spawn(move || writer_loop(conn, rx, &wal, &synced_tx, on_rollback.as_ref()))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self { tx })
     }
@@ -202,6 +208,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Box<dyn Job>>,
     wal: &WalProgress,
     synced: &mpsc::Sender<Committed>,
+    on_rollback: &dyn Fn(),
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
@@ -213,7 +220,7 @@ fn writer_loop(
             }
         }
         let before = conn.total_changes();
-        match run_batch(&conn, &mut batch) {
+        match run_batch(&conn, &mut batch, on_rollback) {
             Ok(()) => {
                 let jobs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
                 let wrote = conn.total_changes() != before;
@@ -223,6 +230,7 @@ fn writer_loop(
                 }
             }
             Err(e) => {
+                on_rollback();
                 for job in batch.drain(..) {
                     job.finish(Some(clone_err(&e)));
                 }
@@ -311,7 +319,13 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
+/// Runs the batch in one transaction. A failed job may have changed state kept beside the
+/// database before failing, so every failure calls `on_rollback`.
+fn run_batch(
+    conn: &Connection,
+    batch: &mut [Box<dyn Job>],
+    on_rollback: &dyn Fn(),
+) -> StoreResult<()> {
     exec(conn, "BEGIN IMMEDIATE").map_err(crate::util::db_err)?;
     let abort = |e: rusqlite::Error| {
         let _ = conn.execute_batch("ROLLBACK");
@@ -322,18 +336,23 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
     for job in batch.iter_mut() {
         if !single && !job.savepoint() {
             let before = conn.total_changes();
-            if !job.run(conn) && conn.total_changes() != before {
-                // Promised to fail only before writing, yet wrote: nothing of this batch may
-                // be committed half-done, so every job in it fails and its caller retries.
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(StoreError::Unavailable(
-                    "a write failed part-way; its transaction was rolled back".into(),
-                ));
+            if !job.run(conn) {
+                on_rollback();
+                if conn.total_changes() != before {
+                    // Promised to fail only before writing, yet wrote: nothing of this batch
+                    // may be committed half-done, so every job in it fails and its caller
+                    // retries.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(StoreError::Unavailable(
+                        "a write failed part-way; its transaction was rolled back".into(),
+                    ));
+                }
             }
             continue;
         }
         if single {
             if !job.run(conn) {
+                on_rollback();
                 exec(conn, "ROLLBACK").map_err(crate::util::db_err)?;
                 return Ok(());
             }
@@ -343,6 +362,7 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
         if job.run(conn) {
             exec(conn, "RELEASE job").map_err(abort)?;
         } else {
+            on_rollback();
             exec(conn, "ROLLBACK TO job").map_err(abort)?;
             exec(conn, "RELEASE job").map_err(abort)?;
         }

@@ -30,7 +30,7 @@ pub struct SqliteStore {
     /// Last run id handed out. One process owns an SQLite file, so a counter seeded from the
     /// table is enough.
     last_run_id: Arc<AtomicI64>,
-    pacers: Arc<claims::Pacers>,
+    claims: Arc<claims::Claims>,
 }
 
 impl SqliteStore {
@@ -41,13 +41,19 @@ impl SqliteStore {
         let last: i64 = conn
             .query_row("SELECT COALESCE(MAX(id), 0) FROM runs", [], |r| r.get(0))
             .map_err(util::db_err)?;
-        let writer = Writer::start(conn, path.to_path_buf())?;
+        let claims = Arc::new(claims::Claims::default());
+        let on_rollback = claims.clone();
+        let writer = Writer::start(
+            conn,
+            path.to_path_buf(),
+            Box::new(move || on_rollback.forget_live_counts()),
+        )?;
         let readers = Readers::new(path.to_path_buf());
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(readers),
             last_run_id: Arc::new(AtomicI64::new(last)),
-            pacers: Arc::new(claims::Pacers::default()),
+            claims,
         })
     }
 

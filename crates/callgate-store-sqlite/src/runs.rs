@@ -154,7 +154,12 @@ fn exec_cached(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite:
 }
 
 /// One lifecycle update inside the current transaction.
-fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
+fn apply_one(
+    c: &Connection,
+    claims: &crate::claims::Claims,
+    id: RunId,
+    u: &RunUpdate,
+) -> StoreResult<AppliedUpdate> {
     let transcript = u.transcript.as_ref().map(json_text).transpose()?;
     let extracted = u.extracted.as_ref().map(json_text).transpose()?;
     let (org_id, config_id, status, attempt, answered_at, provider_call_id): (
@@ -212,7 +217,9 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
     };
     let at = ts(u.at);
     let mut outcome = None;
-    // The status change and its history entry are one row update. Every live status has a
+    // The status change and its history entry are one row update. The entry is appended as
+    // text (the history is a JSON array written only here): SQLite's json_insert would parse
+    // and re-serialise the whole history on every change. Every live status has a
     // `dialed_at` (the live-run indexes rely on it, migration 0006), even when the provider's
     // first word about a call is that it rings.
     let event = json_text(&RunEvent {
@@ -228,7 +235,8 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
                 c,
                 "UPDATE runs SET status = 'dialing', dialed_at = ?2,
                      provider_call_id = COALESCE(provider_call_id, ?4),
-                     events = json_insert(events, '$[#]', json(?3)) WHERE id = ?1",
+                     events = CASE WHEN events = '[]' THEN '[' || ?3 || ']'
+                         ELSE substr(events, 1, length(events) - 1) || ',' || ?3 || ']' END WHERE id = ?1",
                 params![id, at, event, new_provider_id],
             )
             .map_err(db_err)?;
@@ -238,7 +246,8 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
                 c,
                 "UPDATE runs SET status = 'ringing', dialed_at = COALESCE(dialed_at, ?4),
                      provider_call_id = COALESCE(provider_call_id, ?3),
-                     events = json_insert(events, '$[#]', json(?2)) WHERE id = ?1",
+                     events = CASE WHEN events = '[]' THEN '[' || ?2 || ']'
+                         ELSE substr(events, 1, length(events) - 1) || ',' || ?2 || ']' END WHERE id = ?1",
                 params![id, event, new_provider_id, at],
             )
             .map_err(db_err)?;
@@ -250,7 +259,8 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
                      dialed_at = COALESCE(dialed_at, ?2),
                      answered_by = COALESCE(?3, answered_by),
                      provider_call_id = COALESCE(provider_call_id, ?5),
-                     events = json_insert(events, '$[#]', json(?4)) WHERE id = ?1",
+                     events = CASE WHEN events = '[]' THEN '[' || ?4 || ']'
+                         ELSE substr(events, 1, length(events) - 1) || ',' || ?4 || ']' END WHERE id = ?1",
                 params![id, at, answered_by, event, new_provider_id],
             )
             .map_err(db_err)?;
@@ -265,7 +275,8 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
                      transcript = COALESCE(?6, transcript),
                      recording_url = COALESCE(?7, recording_url),
                      extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
-                     lease_owner = NULL, events = json_insert(events, '$[#]', json(?10)),
+                     lease_owner = NULL, events = CASE WHEN events = '[]' THEN '[' || ?10 || ']'
+                         ELSE substr(events, 1, length(events) - 1) || ',' || ?10 || ']' END,
                      provider_call_id = COALESCE(provider_call_id, ?11)
                      WHERE id = ?1",
                 params![
@@ -295,6 +306,9 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
             }
         }
     }
+    if before.is_live() != target.is_live() {
+        claims.live_changed(org_id, config_id, if target.is_live() { 1 } else { -1 });
+    }
     Ok(AppliedUpdate {
         run_id: id,
         org_id,
@@ -306,20 +320,26 @@ fn apply_one(c: &Connection, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpda
     })
 }
 
-#[async_trait]
-impl RunStore for SqliteStore {
-    async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
+impl SqliteStore {
+    /// `enqueue_run`, and with `claim` the direct claim of `enqueue_or_claim`.
+    async fn enqueue(
+        &self,
+        run: NewRun,
+        idem: Option<IdempotencyClaim>,
+        claim: Option<DirectClaim>,
+    ) -> StoreResult<Run> {
         let initial_context = json_text(&run.initial_context)?;
         let system_context = json_text(&run.system_context)?;
         let metadata = run.metadata.as_ref().map(json_text).transpose()?;
         let unresolved = json_text(&run.unresolved_variables)?;
-        let first_event = json_text(&[RunEvent {
+        let mut events = vec![RunEvent {
             status: run.status,
             at: crate::util::micros(run.created_at),
             attempt: 1,
             provider_status: None,
             detail: None,
-        }])?;
+        }];
+        let claims = self.claims.clone();
         self.write_fast(move |c| {
             // The idempotency key first: its conflict is the one expected failure, and it
             // must come before any write (see `write_fast`).
@@ -345,14 +365,49 @@ impl RunStore for SqliteStore {
                     }
                 })?;
             }
+            // Reads only up to here; the first write is the run below (see `write_fast`).
+            let dial_at = match &claim {
+                Some(d)
+                    if run.status == RunStatus::Queued && run.scheduled_for <= run.created_at =>
+                {
+                    crate::claims::direct_slot(
+                        c,
+                        &claims,
+                        run.config_id,
+                        run.org_id,
+                        &d.limits,
+                        run.created_at,
+                    )?
+                }
+                _ => None,
+            }
+            .map(crate::util::micros);
+            if let Some(at) = dial_at {
+                events.push(RunEvent {
+                    status: RunStatus::Dialing,
+                    at,
+                    attempt: 1,
+                    provider_status: None,
+                    detail: None,
+                });
+            }
+            let status = if dial_at.is_some() {
+                RunStatus::Dialing
+            } else {
+                run.status
+            };
+            let lease = claim
+                .as_ref()
+                .filter(|_| dial_at.is_some())
+                .map(|d| d.node.as_str());
             let mut st = c
                 .prepare_cached(
                     "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
                      version_number, environment, phone_number, from_number, config_id, provider,
                      status, initial_status, max_attempts, created_at, scheduled_for,
-                     external_id, greeting, api_key_id, events)
-                     VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13,
-                     ?14, ?15, ?16, ?17, ?18, ?20)",
+                     external_id, greeting, api_key_id, events, dialed_at, lease_owner)
+                     VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?21, ?12, ?13,
+                     ?14, ?15, ?16, ?17, ?18, ?20, ?22, ?23)",
                 )
                 .map_err(db_err)?;
             st.execute(params![
@@ -375,7 +430,10 @@ impl RunStore for SqliteStore {
                 run.greeting,
                 run.api_key_id,
                 run.id,
-                first_event,
+                json_text(&events)?,
+                status.as_str(),
+                dial_at.map(ts),
+                lease,
             ])
             .map_err(db_err)?;
             c.prepare_cached(
@@ -396,9 +454,29 @@ impl RunStore for SqliteStore {
                 .map_err(db_err)?
                 .execute([run.agent_id])
                 .map_err(db_err)?;
-            Ok(new_run_into_record(id, run))
+            let mut record = new_run_into_record(id, run);
+            record.status = status;
+            record.dialed_at = dial_at;
+            record.events = events;
+            Ok(record)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
+        self.enqueue(run, idem, None).await
+    }
+
+    async fn enqueue_or_claim(
+        &self,
+        run: NewRun,
+        idem: Option<IdempotencyClaim>,
+        claim: &DirectClaim,
+    ) -> StoreResult<Run> {
+        self.enqueue(run, idem, Some(claim.clone())).await
     }
 
     async fn find_idempotency(
@@ -524,8 +602,16 @@ impl RunStore for SqliteStore {
         self.read(|c| {
             let mut st = c
                 .prepare(
-                    "SELECT org_id, config_id, status, COUNT(*) FROM runs
-                     WHERE ended_at IS NULL
+                    // One index per part (migration 0006): the queue, the scheduled runs
+                    // and the live runs.
+                    "SELECT org_id, config_id, 'queued', COUNT(*) FROM runs
+                     WHERE status = 'queued' GROUP BY config_id, org_id
+                     UNION ALL
+                     SELECT org_id, config_id, 'scheduled', COUNT(*) FROM runs
+                     WHERE status = 'scheduled' GROUP BY org_id, config_id
+                     UNION ALL
+                     SELECT org_id, config_id, status, COUNT(*) FROM runs
+                     WHERE dialed_at IS NOT NULL AND ended_at IS NULL
                      GROUP BY org_id, config_id, status",
                 )
                 .map_err(db_err)?;
@@ -553,7 +639,8 @@ impl RunStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<ClaimedRun>> {
         let node = node.to_owned();
-        self.write_fast(move |c| crate::claims::claim(c, config, limit, &node, now))
+        let claims = self.claims.clone();
+        self.write_fast(move |c| crate::claims::claim(c, &claims, config, limit, &node, now))
             .await
     }
 
@@ -566,9 +653,9 @@ impl RunStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Claim> {
         let (node, limits) = (node.to_owned(), limits.clone());
-        let pacers = self.pacers.clone();
+        let claims = self.claims.clone();
         self.write_fast(move |c| {
-            crate::claims::claim_paced(c, &pacers, config, org, &limits, &node, now)
+            crate::claims::claim_paced(c, &claims, config, org, &limits, &node, now)
         })
         .await
     }
@@ -578,17 +665,20 @@ impl RunStore for SqliteStore {
     }
 
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
-        self.write_fast(move |c| apply_one(c, id, u)).await
+        let claims = self.claims.clone();
+        self.write_fast(move |c| apply_one(c, &claims, id, &u))
+            .await
     }
 
     async fn apply_updates(
         &self,
-        updates: Vec<(RunId, RunUpdate)>,
+        updates: std::sync::Arc<[(RunId, RunUpdate)]>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
+        let claims = self.claims.clone();
         self.write_fast(move |c| {
             Ok(updates
-                .into_iter()
-                .map(|(id, u)| apply_one(c, id, u))
+                .iter()
+                .map(|(id, u)| apply_one(c, &claims, *id, u))
                 .collect())
         })
         .await
@@ -598,7 +688,7 @@ impl RunStore for SqliteStore {
         self.read(|c| {
             let mut st = c
                 .prepare(
-                    "SELECT id, status FROM runs
+                    "SELECT id, status FROM runs INDEXED BY runs_live_org
                      WHERE dialed_at IS NOT NULL AND ended_at IS NULL ORDER BY id",
                 )
                 .map_err(db_err)?;
@@ -629,7 +719,8 @@ impl RunStore for SqliteStore {
         self.read(move |c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT r.id, r.status FROM runs r LEFT JOIN nodes n ON n.node_id = r.lease_owner
+                    "SELECT r.id, r.status FROM runs r INDEXED BY runs_live_org
+                     LEFT JOIN nodes n ON n.node_id = r.lease_owner
                      WHERE r.dialed_at IS NOT NULL AND r.ended_at IS NULL
                        AND (n.last_seen IS NULL OR n.last_seen < ?1)
                      ORDER BY r.id",

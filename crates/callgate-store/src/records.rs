@@ -475,6 +475,14 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
+/// Asks `RunStore::enqueue_or_claim` to claim the new run at once when the limits allow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectClaim {
+    pub limits: ClaimLimits,
+    /// The node that will dial it (its lease).
+    pub node: String,
+}
+
 /// The limits a dispatcher claim must respect (SPEC §8.2); the store enforces them in the same
 /// transaction as the claim, so they hold across every node sharing the database.
 #[derive(Debug, Clone, PartialEq)]

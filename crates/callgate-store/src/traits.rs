@@ -120,6 +120,20 @@ pub trait RunStore: Send + Sync {
     /// Writes the run, its first event, the agent's run count and the idempotency record in
     /// one transaction. `Conflict("idempotency_key_reused")` if the key was taken meanwhile.
     async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run>;
+    /// Like `enqueue_run`, but when the run could be dialled at once (its configuration has no
+    /// queued run before it, a pacing slot is free now and both concurrency limits have room)
+    /// it is written already claimed: status `dialing`, leased by `claim.node`, with both events
+    /// (SPEC §8.2). The caller then dials it without a dispatcher pass. Backends that cannot
+    /// decide this inside the insert's transaction leave the run queued, as this default does.
+    async fn enqueue_or_claim(
+        &self,
+        run: NewRun,
+        idem: Option<IdempotencyClaim>,
+        claim: &DirectClaim,
+    ) -> StoreResult<Run> {
+        let _ = claim;
+        self.enqueue_run(run, idem).await
+    }
     async fn find_idempotency(
         &self,
         api_key_id: ApiKeyId,
@@ -167,10 +181,11 @@ pub trait RunStore: Send + Sync {
     }
     /// Applies a lifecycle signal; ending a run deducts its billable seconds from the quota.
     async fn apply_update(&self, run: RunId, update: RunUpdate) -> StoreResult<AppliedUpdate>;
-    /// Applies several updates in order, in as few transactions as the backend can.
+    /// Applies several updates in order, in as few transactions as the backend can. Shared
+    /// (`Arc`) so a caller can hold on to them for a retry without copying each one.
     async fn apply_updates(
         &self,
-        updates: Vec<(RunId, RunUpdate)>,
+        updates: std::sync::Arc<[(RunId, RunUpdate)]>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>>;
     /// Runs that were live when a previous process stopped (dialing, ringing, in progress).
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>>;

@@ -50,8 +50,6 @@ impl TypeRule {
 struct RegionRule {
     /// Decides which region of a shared country code a number belongs to.
     leading_digits: Option<Regex>,
-    /// When it matches at the start, the parser may strip a national prefix.
-    national_prefix: Option<Regex>,
     general: TypeRule,
     /// Every number type that makes a number valid (fixed line, mobile, toll free, ...).
     types: Vec<TypeRule>,
@@ -60,17 +58,18 @@ struct RegionRule {
 impl RegionRule {
     fn new(m: &Metadata) -> Option<RegionRule> {
         let d = m.descriptors();
+        // Any one type makes a number valid, so the common ones are tried first.
         let kinds = [
-            d.premium_rate(),
+            d.fixed_line(),
+            d.mobile(),
             d.toll_free(),
+            d.premium_rate(),
             d.shared_cost(),
             d.voip(),
             d.personal_number(),
             d.pager(),
             d.uan(),
             d.voicemail(),
-            d.fixed_line(),
-            d.mobile(),
         ];
         let mut types = Vec::new();
         for k in kinds.into_iter().flatten() {
@@ -80,12 +79,6 @@ impl RegionRule {
             leading_digits: match m.leading_digits() {
                 Some(r) => Some(anchored(r.as_str()).ok()?),
                 None => None,
-            },
-            // Without a parsing rule of its own, the parser uses the national prefix itself.
-            national_prefix: match (m.national_prefix_for_parsing(), m.national_prefix()) {
-                (Some(r), _) => Some(anchored(r.as_str()).ok()?),
-                (None, Some(p)) if !p.is_empty() => Some(anchored(&regex::escape(p)).ok()?),
-                (None, _) => None,
             },
             general: TypeRule::new(d.general())?,
             types,
@@ -98,9 +91,27 @@ impl RegionRule {
     }
 }
 
-/// The regions sharing one country calling code, in the metadata's order.
+/// The regions sharing one country calling code, in the metadata's order. Each region's
+/// patterns are compiled on first use: +1 alone has 25 regions, and a number from the United
+/// States never needs the other 24.
 struct CodeRule {
-    regions: Vec<RegionRule>,
+    regions: Vec<LazyRegion>,
+}
+
+struct LazyRegion {
+    meta: &'static Metadata,
+    /// When it matches at the start, the parser may strip a national prefix (compiled up
+    /// front: every number of the code is checked against every region's).
+    national_prefix: Option<Regex>,
+    rule: OnceLock<Option<RegionRule>>,
+}
+
+impl LazyRegion {
+    fn rule(&self) -> Option<&RegionRule> {
+        self.rule
+            .get_or_init(|| RegionRule::new(self.meta))
+            .as_ref()
+    }
 }
 
 fn rules_for(code: u16) -> Option<Arc<CodeRule>> {
@@ -114,19 +125,30 @@ fn rules_for(code: u16) -> Option<Arc<CodeRule>> {
     built
 }
 
-/// `None` when the code is unknown, or a pattern does not compile (then the crate decides).
+/// `None` when the code is unknown.
 fn build(code: u16) -> Option<CodeRule> {
     let ids = DATABASE.region(&code)?;
-    let mut regions = Vec::new();
-    if ids.len() == 1 {
+    let lazy = |meta: &'static Metadata| {
+        // Without a parsing rule of its own, the parser uses the national prefix itself.
+        let national_prefix = match (meta.national_prefix_for_parsing(), meta.national_prefix()) {
+            (Some(r), _) => Some(anchored(r.as_str()).ok()?),
+            (None, Some(p)) if !p.is_empty() => Some(anchored(&regex::escape(p)).ok()?),
+            (None, _) => None,
+        };
+        Some(LazyRegion {
+            meta,
+            national_prefix,
+            rule: OnceLock::new(),
+        })
+    };
+    let regions = if ids.len() == 1 {
         // A single region (or a non-geographic entity, "001"): its metadata decides.
-        let meta = DATABASE.by_code(&code)?.into_iter().next()?;
-        regions.push(RegionRule::new(meta)?);
+        vec![lazy(DATABASE.by_code(&code)?.into_iter().next()?)?]
     } else {
-        for id in ids {
-            regions.push(RegionRule::new(DATABASE.by_id(id)?)?);
-        }
-    }
+        ids.into_iter()
+            .map(|id| DATABASE.by_id(id).and_then(lazy))
+            .collect::<Option<Vec<_>>>()?
+    };
     Some(CodeRule { regions })
 }
 
@@ -140,21 +162,24 @@ pub(super) fn fast_check(digits: &str) -> Option<bool> {
         Some((rules_for(code), &digits[n..]))
     })?;
     let rule = rule?;
-    if national.starts_with('0')
-        || rule.regions.iter().any(|r| {
-            r.national_prefix
-                .as_ref()
-                .is_some_and(|p| p.is_match(national))
-        })
-    {
+    if national.starts_with('0') {
         return None;
     }
+    if rule.regions.iter().any(|r| {
+        r.national_prefix
+            .as_ref()
+            .is_some_and(|p| p.is_match(national))
+    }) {
+        return None;
+    }
+    // Below, a region whose patterns do not compile leaves the decision to the crate (`?`).
     if let [only] = &rule.regions[..] {
-        return Some(only.has_type(national));
+        return Some(only.rule()?.has_type(national));
     }
     // Several regions share the code: the number belongs to the first whose leading digits
     // match, or failing those, the first under which it has a type.
-    for region in &rule.regions {
+    for lazy in &rule.regions {
+        let region = lazy.rule()?;
         match &region.leading_digits {
             Some(p) if p.is_match(national) => return Some(region.has_type(national)),
             Some(_) => {}

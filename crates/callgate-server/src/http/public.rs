@@ -13,7 +13,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use callgate_store::{Environment, IdempotencyClaim, Run, StoreError, StoredResponse};
+use callgate_domain::lifecycle::RunStatus;
+use callgate_store::{DirectClaim, Environment, IdempotencyClaim, Run, StoreError, StoredResponse};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -523,7 +524,21 @@ async fn accept(
 
     let wait = prefer_wait(&parts.headers);
     let waiter = wait.map(|_| state.register_dial_waiter(prepared.run.id));
-    let run = match state.store.enqueue_run(prepared.run, claim).await {
+    // A node that dials asks for the run to be claimed as it is written when nothing waits
+    // before it: no dispatcher pass between the answer and the dial (SPEC §8.2 limits hold).
+    let written = if state.config.run_worker {
+        let direct = DirectClaim {
+            limits: prepared.limits,
+            node: state.config.node_id.clone(),
+        };
+        state
+            .store
+            .enqueue_or_claim(prepared.run, claim, &direct)
+            .await
+    } else {
+        state.store.enqueue_run(prepared.run, claim).await
+    };
+    let run = match written {
         Ok(run) => run,
         Err(StoreError::Conflict("idempotency_key_reused")) => {
             // Another node took the key between our lookup and our write.
@@ -543,7 +558,11 @@ async fn accept(
         }
         Err(e) => return Err(e.into()),
     };
-    state.run_enqueued(&run);
+    if run.status == RunStatus::Dialing {
+        crate::worker::dispatcher::dial_claimed(state, &run).await;
+    } else {
+        state.run_enqueued(&run);
+    }
 
     let mut answered = run;
     let (Some(wait), Some(rx)) = (wait, waiter) else {

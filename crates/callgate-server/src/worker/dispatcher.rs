@@ -168,8 +168,54 @@ impl Drop for InFlightDial {
     }
 }
 
-/// The configuration's provider client, or why there is none.
+/// Dials a run the store claimed as it was written (`RunStore::enqueue_or_claim`), as a
+/// dispatcher pass would have.
+pub async fn dial_claimed(state: &Arc<AppState>, run: &callgate_store::Run) {
+    state.capacity.dialled_direct(run.org_id, run.config_id);
+    let latency = run
+        .dialed_at
+        .map(|d| d.duration_since(run.created_at).as_secs_f64().max(0.0))
+        .unwrap_or(0.0);
+    crate::metrics::dispatch_latency(latency);
+    let claimed = ClaimedRun {
+        id: run.id,
+        call_id: run.call_id,
+        org_id: run.org_id,
+        config_id: run.config_id,
+        phone_number: run.phone_number.clone(),
+        from_number: run.from_number.clone(),
+        greeting: run.greeting.clone(),
+        created_at: run.created_at,
+        attempt: run.attempt,
+    };
+    let provider = match state.catalog.config_any(run.config_id).await {
+        Ok(cfg) => provider_for(state, &cfg),
+        Err(e) => Err(format!("telephony configuration unavailable: {e}")),
+    };
+    tokio::spawn(dial(state.clone(), provider, claimed));
+}
+
+/// The configuration's provider client, or why there is none. Built once per configuration
+/// and version of its credentials: opening them is not free.
 fn provider_for(
+    state: &AppState,
+    cfg: &TelephonyConfig,
+) -> Result<Arc<dyn callgate_telephony::Telephony>, String> {
+    if let Ok(cache) = state.providers.lock() {
+        if let Some((sealed, p)) = cache.get(&cfg.id) {
+            if *sealed == cfg.credentials_sealed {
+                return Ok(p.clone());
+            }
+        }
+    }
+    let built = build_provider(state, cfg)?;
+    if let Ok(mut cache) = state.providers.lock() {
+        cache.insert(cfg.id, (cfg.credentials_sealed.clone(), built.clone()));
+    }
+    Ok(built)
+}
+
+fn build_provider(
     state: &AppState,
     cfg: &TelephonyConfig,
 ) -> Result<Arc<dyn callgate_telephony::Telephony>, String> {

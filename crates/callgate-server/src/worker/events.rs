@@ -14,9 +14,13 @@ const MAX_BATCH: usize = 512;
 pub async fn run(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<ProviderEvent>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let updates: Vec<_> = batch.drain(..).map(|e| (e.run_id, e.update)).collect();
+        let updates: std::sync::Arc<[_]> = batch.drain(..).map(|e| (e.run_id, e.update)).collect();
         let results = loop {
-            match state.store.apply_updates(updates.clone()).await {
+            match state
+                .store
+                .apply_updates(std::sync::Arc::clone(&updates))
+                .await
+            {
                 Ok(r) => break r,
                 Err(StoreError::Unavailable(m)) => {
                     // Nothing is lost: hold the batch until the database is back.

@@ -231,23 +231,26 @@ pub async fn batched_updates_apply_in_order_and_fail_alone(store: Arc<dyn Store>
     let a = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(1)).await;
     let b = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(2)).await;
     let results = store
-        .apply_updates(vec![
-            (b.id, RunUpdate::new(CallSignal::Ringing, t(3))),
-            (a.id, RunUpdate::new(CallSignal::Ringing, t(3))),
-            (
-                a.id + b.id + 1000,
-                RunUpdate::new(CallSignal::Ringing, t(3)),
-            ),
-            (
-                a.id,
-                RunUpdate::new(CallSignal::Answered { answered_by: None }, t(4)),
-            ),
-            (a.id, RunUpdate::new(CallSignal::Ringing, t(5))),
-            (
-                b.id,
-                RunUpdate::new(signal_ended(Outcome::Busy, "busy"), t(6)),
-            ),
-        ])
+        .apply_updates(
+            vec![
+                (b.id, RunUpdate::new(CallSignal::Ringing, t(3))),
+                (a.id, RunUpdate::new(CallSignal::Ringing, t(3))),
+                (
+                    a.id + b.id + 1000,
+                    RunUpdate::new(CallSignal::Ringing, t(3)),
+                ),
+                (
+                    a.id,
+                    RunUpdate::new(CallSignal::Answered { answered_by: None }, t(4)),
+                ),
+                (a.id, RunUpdate::new(CallSignal::Ringing, t(5))),
+                (
+                    b.id,
+                    RunUpdate::new(signal_ended(Outcome::Busy, "busy"), t(6)),
+                ),
+            ]
+            .into(),
+        )
         .await
         .unwrap();
     let summary: Vec<_> = results
@@ -278,7 +281,13 @@ pub async fn batched_updates_apply_in_order_and_fail_alone(store: Arc<dyn Store>
         store.get_run(org, b.id).await.unwrap().outcome,
         Some(Outcome::Busy)
     );
-    assert!(store.apply_updates(vec![]).await.unwrap().is_empty());
+    assert!(
+        store
+            .apply_updates(Vec::new().into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn concurrent_updates_of_one_run_apply_once(store: Arc<dyn Store>) {
