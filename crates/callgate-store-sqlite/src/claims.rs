@@ -260,6 +260,18 @@ pub fn claim_paced(
     if free <= 0 {
         return Ok(Claim::default());
     }
+    // A configuration whose pacing allows no dial yet need not have its queue read: with a
+    // slow configuration holding a long backlog, that read came with every dispatcher pass.
+    let (wait, _) = with_pacer(claims, config, limits.calls_per_second, now, |p, now_ns| {
+        let ready = p.ready_at(now_ns);
+        (ready > now_ns).then_some(ready)
+    })?;
+    if let Some(ready) = wait {
+        return Ok(Claim {
+            retry_at: Timestamp::from_nanosecond(ready).ok(),
+            ..Claim::default()
+        });
+    }
     // Take slots only for runs that exist, so an empty queue never burns pacing slots.
     let ids = due_ids(c, config, now, free)?;
     let due = ids.len() as i64;
