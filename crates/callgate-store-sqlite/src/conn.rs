@@ -20,8 +20,7 @@ pub fn open(path: &Path) -> StoreResult<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -16000;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA cache_size = -16000;",
     )
     .map_err(crate::util::db_err)?;
     // The writer alone runs a few dozen distinct statements; with rusqlite's default of 16
@@ -92,11 +91,13 @@ impl Writer {
         // Checkpoints copy WAL pages back into the database file; done on the commit path they
         // stall every writer behind one unlucky commit, so a helper thread does them instead.
         // The writer's commits do not wait for the disk: the syncer thread flushes the WAL
-        // after them and only then answers (see `sync_loop`).
+        // after them and only then answers (see `sync_loop`). Its statement journals stay in
+        // memory (temp_store) instead of temporary files.
         conn.execute_batch(
             "PRAGMA wal_autocheckpoint = 0;
              PRAGMA journal_size_limit = 67108864;
-             PRAGMA synchronous = NORMAL;",
+             PRAGMA synchronous = NORMAL;
+             PRAGMA temp_store = MEMORY;",
         )
         .map_err(crate::util::db_err)?;
         let wal = Arc::new(WalProgress::default());

@@ -604,8 +604,11 @@ impl RunStore for SqliteStore {
                 .prepare(
                     // One index per part (migration 0006): the queue, the scheduled runs
                     // and the live runs.
+                    // Grouped in the index's order (a configuration belongs to one
+                    // organisation): grouping by both columns built a temporary b-tree of the
+                    // whole queue every few seconds.
                     "SELECT org_id, config_id, 'queued', COUNT(*) FROM runs
-                     WHERE status = 'queued' GROUP BY config_id, org_id
+                     WHERE status = 'queued' GROUP BY config_id
                      UNION ALL
                      SELECT org_id, config_id, 'scheduled', COUNT(*) FROM runs
                      WHERE status = 'scheduled' GROUP BY org_id, config_id
