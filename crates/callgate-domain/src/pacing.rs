@@ -78,6 +78,19 @@ impl Pacer {
         at
     }
 
+    /// Takes up to `wanted` slots at `now_ns`: how many it took and, if it stopped short, when
+    /// to try again.
+    pub fn take_up_to(&mut self, wanted: i64, now_ns: i128) -> (i64, Option<i128>) {
+        let mut taken = 0;
+        while taken < wanted {
+            match self.try_take(now_ns) {
+                Ok(()) => taken += 1,
+                Err(at) => return (taken, Some(at)),
+            }
+        }
+        (taken, None)
+    }
+
     /// Takes a slot at `now_ns` if one is free; otherwise returns when to try again.
     pub fn try_take(&mut self, now_ns: i128) -> Result<(), i128> {
         let ready = self.ready_at(now_ns);

@@ -148,17 +148,8 @@ pub async fn claim_paced<C: GenericClient>(
         .as_nanosecond()
         .max(pacer.last_start().unwrap_or(i128::MIN));
     let now = Timestamp::from_nanosecond(now_ns).unwrap_or(now);
-    let mut slots = 0i64;
-    let mut retry_at = None;
-    while slots < due.min(free) {
-        match pacer.try_take(now_ns) {
-            Ok(()) => slots += 1,
-            Err(at) => {
-                retry_at = Timestamp::from_nanosecond(at).ok();
-                break;
-            }
-        }
-    }
+    let (slots, retry_at) = pacer.take_up_to(due.min(free), now_ns);
+    let retry_at = retry_at.and_then(|at| Timestamp::from_nanosecond(at).ok());
     if slots == 0 {
         return Ok(Claim {
             retry_at,

@@ -1,7 +1,7 @@
 //! Dispatcher claims: moving due queued runs to `dialing` within pacing and concurrency limits,
 //! inside the writer's transaction (SPEC §8.2, §8.3).
 
-use crate::util::{db_err, from_ts, parse_uuid, ts};
+use crate::util::{append_event, db_err, from_ts, parse_uuid, ts};
 use callgate_domain::pacing::Pacer;
 use callgate_store::*;
 use jiff::Timestamp;
@@ -134,15 +134,14 @@ fn claim_ids(
     // SQLite keep a statement journal (a copy of every page it touches). The history entry is
     // the JSON `RunEvent` serialises to, appended as text (see `runs::apply_one`).
     let mut st = c
-        .prepare_cached(
+        .prepare_cached(concat!(
             "UPDATE runs SET status = 'dialing', dialed_at = ?2, lease_owner = ?3,
-                 events = CASE WHEN events = '[]' THEN '[' || ?4 || attempt || '}]'
-                     ELSE substr(events, 1, length(events) - 1) || ',' || ?4 || attempt || '}]'
-                     END
-             WHERE id = ?1 AND status = 'queued'
-             RETURNING id, call_id, org_id, config_id, phone_number, from_number,
-                       greeting, created_at, attempt",
-        )
+                 events = ",
+            append_event!("?4 || attempt || '}'"),
+            " WHERE id = ?1 AND status = 'queued'
+                 RETURNING id, call_id, org_id, config_id, phone_number, from_number,
+                           greeting, created_at, attempt"
+        ))
         .map_err(db_err)?;
     let event_head = format!(
         r#"{{"status":"dialing","at":"{}","attempt":"#,
@@ -286,21 +285,9 @@ pub fn claim_paced(
         config,
         limits.calls_per_second,
         now,
-        |pacer, now_ns| {
-            let mut slots = 0i64;
-            let mut retry_at = None;
-            while slots < due.min(free) {
-                match pacer.try_take(now_ns) {
-                    Ok(()) => slots += 1,
-                    Err(at) => {
-                        retry_at = Timestamp::from_nanosecond(at).ok();
-                        break;
-                    }
-                }
-            }
-            (slots, retry_at)
-        },
+        |pacer, now_ns| pacer.take_up_to(due.min(free), now_ns),
     )?;
+    let retry_at = retry_at.and_then(|at| Timestamp::from_nanosecond(at).ok());
     if slots == 0 {
         return Ok(Claim {
             retry_at,

@@ -2,8 +2,8 @@
 
 use crate::SqliteStore;
 use crate::util::{
-    db_err, from_ts, is_unique_violation, json_text, opt_ts, parse_json, parse_opt_json,
-    parse_uuid, ts,
+    append_event, db_err, from_ts, is_unique_violation, json_text, opt_ts, parse_json,
+    parse_opt_json, parse_uuid, ts,
 };
 use async_trait::async_trait;
 use callgate_domain::lifecycle::{CallSignal, Outcome, RunStatus, Transition, transition};
@@ -233,10 +233,13 @@ fn apply_one(
         CallSignal::Dialing => {
             exec_cached(
                 c,
-                "UPDATE runs SET status = 'dialing', dialed_at = ?2,
+                concat!(
+                    "UPDATE runs SET status = 'dialing', dialed_at = ?2,
                      provider_call_id = COALESCE(provider_call_id, ?4),
-                     events = CASE WHEN events = '[]' THEN '[' || ?3 || ']'
-                         ELSE substr(events, 1, length(events) - 1) || ',' || ?3 || ']' END WHERE id = ?1",
+                     events = ",
+                    append_event!("?3"),
+                    " WHERE id = ?1"
+                ),
                 params![id, at, event, new_provider_id],
             )
             .map_err(db_err)?;
@@ -244,10 +247,13 @@ fn apply_one(
         CallSignal::Ringing => {
             exec_cached(
                 c,
-                "UPDATE runs SET status = 'ringing', dialed_at = COALESCE(dialed_at, ?4),
+                concat!(
+                    "UPDATE runs SET status = 'ringing', dialed_at = COALESCE(dialed_at, ?4),
                      provider_call_id = COALESCE(provider_call_id, ?3),
-                     events = CASE WHEN events = '[]' THEN '[' || ?2 || ']'
-                         ELSE substr(events, 1, length(events) - 1) || ',' || ?2 || ']' END WHERE id = ?1",
+                     events = ",
+                    append_event!("?2"),
+                    " WHERE id = ?1"
+                ),
                 params![id, event, new_provider_id, at],
             )
             .map_err(db_err)?;
@@ -255,12 +261,15 @@ fn apply_one(
         CallSignal::Answered { answered_by } => {
             exec_cached(
                 c,
-                "UPDATE runs SET status = 'in_progress', answered_at = ?2,
+                concat!(
+                    "UPDATE runs SET status = 'in_progress', answered_at = ?2,
                      dialed_at = COALESCE(dialed_at, ?2),
                      answered_by = COALESCE(?3, answered_by),
                      provider_call_id = COALESCE(provider_call_id, ?5),
-                     events = CASE WHEN events = '[]' THEN '[' || ?4 || ']'
-                         ELSE substr(events, 1, length(events) - 1) || ',' || ?4 || ']' END WHERE id = ?1",
+                     events = ",
+                    append_event!("?4"),
+                    " WHERE id = ?1"
+                ),
                 params![id, at, answered_by, event, new_provider_id],
             )
             .map_err(db_err)?;
@@ -270,15 +279,18 @@ fn apply_one(
             let billable = billable_seconds(opt_ts(answered_at), u.at);
             exec_cached(
                 c,
-                "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
+                concat!(
+                    "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
                      ended_at = ?4, duration_seconds = ?5,
                      transcript = COALESCE(?6, transcript),
                      recording_url = COALESCE(?7, recording_url),
                      extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
-                     lease_owner = NULL, events = CASE WHEN events = '[]' THEN '[' || ?10 || ']'
-                         ELSE substr(events, 1, length(events) - 1) || ',' || ?10 || ']' END,
+                     lease_owner = NULL, events = ",
+                    append_event!("?10"),
+                    ",
                      provider_call_id = COALESCE(provider_call_id, ?11)
-                     WHERE id = ?1",
+                     WHERE id = ?1"
+                ),
                 params![
                     id,
                     o.as_str(),
@@ -365,7 +377,8 @@ impl SqliteStore {
                     }
                 })?;
             }
-            // Reads only up to here; the first write is the run below (see `write_fast`).
+            // Only reads between the idempotency key and the run's insert: the claim decision
+            // may fail, but before anything of the run is written (see `write_fast`).
             let dial_at = match &claim {
                 Some(d)
                     if run.status == RunStatus::Queued && run.scheduled_for <= run.created_at =>

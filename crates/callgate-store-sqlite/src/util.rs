@@ -66,3 +66,19 @@ pub fn parse_uuid(s: &str) -> rusqlite::Result<uuid::Uuid> {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
+
+/// SQL appending one entry (the SQL text expression `$entry`, a JSON object) to a run's
+/// `events` array, as text: the history is written only by these updates, and SQLite's
+/// `json_insert` would parse and re-serialise the whole array at every status change.
+macro_rules! append_event {
+    ($entry:literal) => {
+        concat!(
+            "CASE WHEN events = '[]' THEN '[' || ",
+            $entry,
+            " || ']' ELSE substr(events, 1, length(events) - 1) || ',' || ",
+            $entry,
+            " || ']' END"
+        )
+    };
+}
+pub(crate) use append_event;
