@@ -222,9 +222,21 @@ impl Catalog {
         Ok(c)
     }
 
-    /// Quota changes at every call end; only the organisation entry needs a re-read.
+    /// After an edit of the organisation (its quota, limits or capacity policy).
     pub fn invalidate_org(&self, id: OrgId) {
         self.orgs.remove(&id);
+    }
+
+    /// A call of the organisation ended, which lowers a quota: the entry needs a re-read,
+    /// unless the organisation has no quota (unlimited), when the cached entry still holds.
+    pub fn call_ended(&self, id: OrgId) {
+        let unlimited = self
+            .orgs
+            .get(&id)
+            .is_some_and(|o| o.quota_seconds_remaining.is_none());
+        if !unlimited {
+            self.orgs.remove(&id);
+        }
     }
 
     /// After any management write on this node.

@@ -10,8 +10,8 @@ use tokio::sync::oneshot;
 
 /// Most jobs folded into one transaction; bounds the latency a large burst adds to its head.
 const MAX_BATCH: usize = 1024;
-/// Read connections kept open between uses.
-const MAX_IDLE_READERS: usize = 8;
+/// Read connections kept open between uses (each opened anew costs more than a small read).
+const MAX_IDLE_READERS: usize = 16;
 
 pub fn open(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -76,13 +76,30 @@ impl<T: Send, F: FnOnce(&Connection) -> StoreResult<T> + Send> Job for TypedJob<
     }
 }
 
+/// What the writer thread hears: work, news that the WAL flush it waited for is done, or that
+/// the store is gone.
+enum Msg {
+    Job(Box<dyn Job>),
+    Flushed,
+    Stop,
+}
+
 pub struct Writer {
-    tx: mpsc::Sender<Box<dyn Job>>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The sync thread holds a sender too (for `Flushed`), so the channel alone would
+        // never close: say so, after every job already sent.
+        let _ = self.tx.send(Msg::Stop);
+    }
 }
 
 impl Writer {
-    /// `on_rollback` runs on the writer thread whenever work was rolled back (a failed batch
-    /// or a job's savepoint), for state kept beside the database (see `claims::Claims`).
+    /// `on_rollback` runs on the writer thread whenever work was rolled back (a failed
+    /// transaction or a job's savepoint), for state kept beside the database (see
+    /// `claims::Claims`).
     pub fn start(
         conn: Connection,
         path: PathBuf,
@@ -107,14 +124,15 @@ impl Writer {
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(&ckpt_path, &checkpointer))
             .map_err(|e| StoreError::Internal(format!("cannot start checkpoint thread: {e}")))?;
+        let (tx, rx) = mpsc::channel::<Msg>();
         let (synced_tx, synced_rx) = mpsc::channel::<Committed>();
         let mut wal_path = path.into_os_string();
         wal_path.push("-wal");
+        let flushed = tx.clone();
         std::thread::Builder::new()
             .name("sqlite-sync".into())
-            .spawn(move || sync_loop(PathBuf::from(wal_path), synced_rx))
+            .spawn(move || sync_loop(PathBuf::from(wal_path), synced_rx, &flushed))
             .map_err(|e| StoreError::Internal(format!("cannot start sync thread: {e}")))?;
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, &wal, &synced_tx, on_rollback.as_ref()))
@@ -135,7 +153,7 @@ impl Writer {
             reply,
         };
         self.tx
-            .send(Box::new(job))
+            .send(Msg::Job(Box::new(job)))
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
@@ -204,35 +222,73 @@ struct Committed {
     wrote: bool,
 }
 
+/// The writer's open transaction: the jobs that ran in it, answered after its commit.
+struct OpenTxn {
+    jobs: Vec<Box<dyn Job>>,
+    changes_at_begin: u64,
+}
+
+/// Runs jobs as they arrive inside one open transaction and commits it when the sync thread
+/// is free to flush it.
+///
+/// No caller hears of a write before the flush that follows its commit. Committing while a
+/// flush is under way would not answer anyone sooner (the next flush waits for this one), but
+/// each commit writes every page it dirtied into the WAL: the rows of a dozen calls usually
+/// share their table and index pages, so one commit per flush writes those pages once instead
+/// of once per job. A transaction also commits once it holds `MAX_BATCH` jobs, which bounds
+/// how much work one flush covers.
 fn writer_loop(
     conn: Connection,
-    rx: mpsc::Receiver<Box<dyn Job>>,
+    rx: mpsc::Receiver<Msg>,
     wal: &WalProgress,
     synced: &mpsc::Sender<Committed>,
     on_rollback: &dyn Fn(),
 ) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    let mut open: Option<OpenTxn> = None;
+    let mut flushing = false;
+    let mut stop = false;
+    let mut incoming: Vec<Box<dyn Job>> = Vec::new();
+    while !stop {
+        let Ok(first) = rx.recv() else { break };
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Job(j) => incoming.push(j),
+                Msg::Flushed => flushing = false,
+                Msg::Stop => stop = true,
+            }
+            if incoming.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        let before = conn.total_changes();
-        match run_batch(&conn, &mut batch, on_rollback) {
+        for job in incoming.drain(..) {
+            run_job(&conn, &mut open, job, on_rollback);
+        }
+        let due = open
+            .as_ref()
+            .is_some_and(|t| !flushing || t.jobs.len() >= MAX_BATCH || stop);
+        if !due {
+            continue;
+        }
+        let Some(txn) = open.take() else { continue };
+        match exec(&conn, "COMMIT") {
             Ok(()) => {
-                let jobs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
-                let wrote = conn.total_changes() != before;
-                if let Err(mpsc::SendError(c)) = synced.send(Committed { jobs, wrote }) {
+                let wrote = conn.total_changes() != txn.changes_at_begin;
+                flushing = true;
+                if let Err(mpsc::SendError(c)) = synced.send(Committed {
+                    jobs: txn.jobs,
+                    wrote,
+                }) {
                     // The sync thread is gone: nobody can vouch for durability any more.
+                    flushing = false;
                     fail_all(c.jobs, "the WAL sync thread stopped");
                 }
             }
             Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
                 on_rollback();
-                for job in batch.drain(..) {
+                let e = crate::util::db_err(e);
+                for job in txn.jobs {
                     job.finish(Some(clone_err(&e)));
                 }
             }
@@ -253,6 +309,96 @@ fn writer_loop(
     }
 }
 
+/// Runs one job in the open transaction, beginning one if none is open. A job that fails is
+/// answered at once (it wrote nothing that stays); a failure that cannot be undone alone rolls
+/// the whole transaction back and fails every job in it, whose callers retry. Every failure
+/// calls `on_rollback`: a failed job may have changed state kept beside the database.
+fn run_job(
+    conn: &Connection,
+    open: &mut Option<OpenTxn>,
+    mut job: Box<dyn Job>,
+    on_rollback: &dyn Fn(),
+) {
+    let txn = match open {
+        Some(t) => t,
+        None => {
+            if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+                job.finish(Some(crate::util::db_err(e)));
+                return;
+            }
+            open.insert(OpenTxn {
+                jobs: Vec::new(),
+                changes_at_begin: conn.total_changes(),
+            })
+        }
+    };
+    // The first job needs no savepoint: if it fails, the whole transaction is its own.
+    if txn.jobs.is_empty() {
+        if job.run(conn) {
+            txn.jobs.push(job);
+        } else {
+            on_rollback();
+            let _ = exec(conn, "ROLLBACK");
+            *open = None;
+            job.finish(None);
+        }
+        return;
+    }
+    let fatal = if job.savepoint() {
+        run_in_savepoint(conn, &mut job, on_rollback)
+    } else {
+        let before = conn.total_changes();
+        if job.run(conn) {
+            Ok(true)
+        } else {
+            on_rollback();
+            if conn.total_changes() == before {
+                Ok(false)
+            } else {
+                // Promised to fail only before writing, yet wrote: nothing of this
+                // transaction may be committed half-done.
+                Err(StoreError::Unavailable(
+                    "a write failed part-way; its transaction was rolled back".into(),
+                ))
+            }
+        }
+    };
+    match fatal {
+        Ok(true) => txn.jobs.push(job),
+        Ok(false) => job.finish(None),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            on_rollback();
+            if let Some(t) = open.take() {
+                for j in t.jobs {
+                    j.finish(Some(clone_err(&e)));
+                }
+            }
+            job.finish(Some(e));
+        }
+    }
+}
+
+/// Runs a job that may fail after writing inside its own savepoint; `Ok(ran)`, or the error
+/// that leaves the transaction unusable.
+fn run_in_savepoint(
+    conn: &Connection,
+    job: &mut Box<dyn Job>,
+    on_rollback: &dyn Fn(),
+) -> StoreResult<bool> {
+    let sql = |s: &str| exec(conn, s).map_err(crate::util::db_err);
+    sql("SAVEPOINT job")?;
+    if job.run(conn) {
+        sql("RELEASE job")?;
+        Ok(true)
+    } else {
+        on_rollback();
+        sql("ROLLBACK TO job")?;
+        sql("RELEASE job")?;
+        Ok(false)
+    }
+}
+
 fn fail_all(jobs: Vec<Box<dyn Job>>, why: &str) {
     for job in jobs {
         job.finish(Some(StoreError::Unavailable(why.into())));
@@ -264,11 +410,11 @@ fn fail_all(jobs: Vec<Box<dyn Job>>, why: &str) {
 /// The writer commits with `synchronous=NORMAL`: SQLite writes the WAL frames but does not wait
 /// for the disk. This thread then flushes the WAL file (`fdatasync`, which covers every frame
 /// written before it) and only then delivers the results, so no caller hears of a write before
-/// it would survive a power cut, as with `synchronous=FULL`; but the writer goes on with the
-/// next batch while the disk works, and one flush covers every batch committed meanwhile.
+/// it would survive a power cut, as with `synchronous=FULL`; but the writer goes on running
+/// jobs while the disk works, and commits them as soon as this flush is done.
 /// Everything that acts outside the database (a dial, an answer to a trigger) waits for such an
 /// answer; only reads may see a commit up to one flush early.
-fn sync_loop(wal_path: PathBuf, rx: mpsc::Receiver<Committed>) {
+fn sync_loop(wal_path: PathBuf, rx: mpsc::Receiver<Committed>, writer: &mpsc::Sender<Msg>) {
     let mut file: Option<std::fs::File> = None;
     let mut pending: Vec<Committed> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -281,6 +427,8 @@ fn sync_loop(wal_path: PathBuf, rx: mpsc::Receiver<Committed>) {
         } else {
             Ok(())
         };
+        // The writer may commit what it gathered meanwhile; its commit overlaps the answers.
+        let _ = writer.send(Msg::Flushed);
         for c in pending.drain(..) {
             match &result {
                 Ok(()) => c.jobs.into_iter().for_each(|j| j.finish(None)),
@@ -320,58 +468,6 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Runs the batch in one transaction. A failed job may have changed state kept beside the
-/// database before failing, so every failure calls `on_rollback`.
-fn run_batch(
-    conn: &Connection,
-    batch: &mut [Box<dyn Job>],
-    on_rollback: &dyn Fn(),
-) -> StoreResult<()> {
-    exec(conn, "BEGIN IMMEDIATE").map_err(crate::util::db_err)?;
-    let abort = |e: rusqlite::Error| {
-        let _ = conn.execute_batch("ROLLBACK");
-        crate::util::db_err(e)
-    };
-    // One job alone needs no savepoint: if it fails the whole transaction is rolled back.
-    let single = batch.len() == 1;
-    for job in batch.iter_mut() {
-        if !single && !job.savepoint() {
-            let before = conn.total_changes();
-            if !job.run(conn) {
-                on_rollback();
-                if conn.total_changes() != before {
-                    // Promised to fail only before writing, yet wrote: nothing of this batch
-                    // may be committed half-done, so every job in it fails and its caller
-                    // retries.
-                    let _ = conn.execute_batch("ROLLBACK");
-                    return Err(StoreError::Unavailable(
-                        "a write failed part-way; its transaction was rolled back".into(),
-                    ));
-                }
-            }
-            continue;
-        }
-        if single {
-            if !job.run(conn) {
-                on_rollback();
-                exec(conn, "ROLLBACK").map_err(crate::util::db_err)?;
-                return Ok(());
-            }
-            continue;
-        }
-        exec(conn, "SAVEPOINT job").map_err(abort)?;
-        if job.run(conn) {
-            exec(conn, "RELEASE job").map_err(abort)?;
-        } else {
-            on_rollback();
-            exec(conn, "ROLLBACK TO job").map_err(abort)?;
-            exec(conn, "RELEASE job").map_err(abort)?;
-        }
-    }
-    exec(conn, "COMMIT").map_err(abort)?;
-    Ok(())
-}
-
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
@@ -405,5 +501,179 @@ impl Readers {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    struct Db {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        writer: Arc<Writer>,
+        rollbacks: Arc<AtomicUsize>,
+    }
+
+    fn db() -> Db {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let conn = open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .expect("schema");
+        let rollbacks = Arc::new(AtomicUsize::new(0));
+        let counted = rollbacks.clone();
+        let writer = Writer::start(
+            conn,
+            path.clone(),
+            Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .expect("writer");
+        Db {
+            _dir: dir,
+            path,
+            writer: Arc::new(writer),
+            rollbacks,
+        }
+    }
+
+    /// Keys committed, read through a separate connection as the API would.
+    fn keys(path: &Path) -> Vec<String> {
+        let c = open(path).expect("open");
+        let mut s = c.prepare("SELECT k FROM t ORDER BY k").expect("prepare");
+        s.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    fn insert(k: &str) -> impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static {
+        let k = k.to_owned();
+        move |c| {
+            c.execute("INSERT INTO t (k) VALUES (?1)", [k])
+                .map(|_| ())
+                .map_err(crate::util::db_err)
+        }
+    }
+
+    /// Inserts, then fails: a job that breaks the "fail only before writing" promise, or one
+    /// that legitimately fails after writing inside its savepoint.
+    fn insert_then_fail(k: &str) -> impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static {
+        let ins = insert(k);
+        move |c| {
+            ins(c)?;
+            Err(StoreError::Conflict("test"))
+        }
+    }
+
+    /// Occupies the writer thread until the returned future resolves and a little longer, so
+    /// that jobs sent in between wait in its queue and run together in the next transaction.
+    async fn occupy(writer: &Arc<Writer>) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let (started, running) = oneshot::channel();
+        let w = writer.clone();
+        let task = tokio::spawn(async move {
+            w.submit(false, move |_c: &Connection| {
+                let _ = started.send(());
+                std::thread::sleep(Duration::from_millis(100));
+                Ok(())
+            })
+            .await
+        });
+        running.await.expect("the holding job started");
+        task
+    }
+
+    #[tokio::test]
+    async fn every_answered_write_is_committed() {
+        let d = db();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let w = d.writer.clone();
+                tokio::spawn(async move { w.submit(false, insert(&format!("k{i:03}"))).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("write");
+        }
+        assert_eq!(keys(&d.path).len(), 200);
+        assert_eq!(d.rollbacks.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_in_a_savepoint_leaves_the_others() {
+        let d = db();
+        let held = occupy(&d.writer).await;
+        let (a, b, c) = tokio::join!(
+            d.writer.submit(false, insert("a")),
+            d.writer.submit(true, insert_then_fail("b")),
+            d.writer.submit(true, insert("c")),
+        );
+        held.await.expect("task").expect("held");
+        a.expect("a");
+        assert!(matches!(b, Err(StoreError::Conflict(_))), "{b:?}");
+        c.expect("c");
+        assert_eq!(keys(&d.path), ["a", "c"]);
+        assert!(d.rollbacks.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_fast_job_that_wrote_before_failing_fails_its_whole_transaction() {
+        let d = db();
+        let held = occupy(&d.writer).await;
+        let (a, b, c) = tokio::join!(
+            d.writer.submit(false, insert("a")),
+            d.writer.submit(false, insert_then_fail("b")),
+            d.writer.submit(false, insert("c")),
+        );
+        held.await.expect("task").expect("held");
+        // `a` ran first in the transaction that `b` spoilt; `c` came after the rollback.
+        assert!(matches!(a, Err(StoreError::Unavailable(_))), "{a:?}");
+        // The job that broke its promise answers with its own error.
+        assert!(matches!(b, Err(StoreError::Conflict(_))), "{b:?}");
+        c.expect("c starts a new transaction");
+        assert_eq!(keys(&d.path), ["c"]);
+        // The writer goes on.
+        d.writer.submit(false, insert("d")).await.expect("d");
+        assert_eq!(keys(&d.path), ["c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_job_rolls_back_alone() {
+        let d = db();
+        let r = d.writer.submit(false, insert_then_fail("a")).await;
+        assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+        d.writer.submit(false, insert("b")).await.expect("b");
+        assert_eq!(keys(&d.path), ["b"]);
+        assert_eq!(d.rollbacks.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn jobs_sent_before_the_writer_is_dropped_are_committed() {
+        let d = db();
+        let pending: Vec<_> = (0..50)
+            .map(|i| {
+                let (reply, rx) = oneshot::channel();
+                let job = TypedJob {
+                    savepoint: false,
+                    work: Some(insert(&format!("k{i:02}"))),
+                    result: None,
+                    reply,
+                };
+                d.writer.tx.send(Msg::Job(Box::new(job))).expect("send");
+                rx
+            })
+            .collect();
+        let Db {
+            _dir, path, writer, ..
+        } = d;
+        drop(writer);
+        for rx in pending {
+            rx.await.expect("answered").expect("committed");
+        }
+        assert_eq!(keys(&path).len(), 50);
     }
 }

@@ -58,11 +58,10 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
 }
 
 pub(crate) fn load_org(c: &Connection, id: OrgId) -> StoreResult<Organization> {
-    c.query_row(
-        &format!("SELECT {ORG_COLS} FROM organizations WHERE id = ?1"),
-        [id],
-        org_row,
-    )
+    c.prepare_cached(&format!(
+        "SELECT {ORG_COLS} FROM organizations WHERE id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([id], org_row))
     .map_err(db_err)
 }
 

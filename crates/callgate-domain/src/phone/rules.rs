@@ -96,13 +96,14 @@ impl RegionRule {
 /// States never needs the other 24.
 struct CodeRule {
     regions: Vec<LazyRegion>,
+    /// When it matches at the start, the parser may strip a national prefix: every region's
+    /// prefix rule in one pattern, compiled up front (every number of the code is checked
+    /// against all of them; the 25 regions of +1 share one).
+    national_prefix: Option<Regex>,
 }
 
 struct LazyRegion {
     meta: &'static Metadata,
-    /// When it matches at the start, the parser may strip a national prefix (compiled up
-    /// front: every number of the code is checked against every region's).
-    national_prefix: Option<Regex>,
     rule: OnceLock<Option<RegionRule>>,
 }
 
@@ -128,28 +129,43 @@ fn rules_for(code: u16) -> Option<Arc<CodeRule>> {
 /// `None` when the code is unknown.
 fn build(code: u16) -> Option<CodeRule> {
     let ids = DATABASE.region(&code)?;
-    let lazy = |meta: &'static Metadata| {
-        // Without a parsing rule of its own, the parser uses the national prefix itself.
-        let national_prefix = match (meta.national_prefix_for_parsing(), meta.national_prefix()) {
-            (Some(r), _) => Some(anchored(r.as_str()).ok()?),
-            (None, Some(p)) if !p.is_empty() => Some(anchored(&regex::escape(p)).ok()?),
-            (None, _) => None,
-        };
-        Some(LazyRegion {
-            meta,
-            national_prefix,
-            rule: OnceLock::new(),
-        })
-    };
-    let regions = if ids.len() == 1 {
+    let metas: Vec<&'static Metadata> = if ids.len() == 1 {
         // A single region (or a non-geographic entity, "001"): its metadata decides.
-        vec![lazy(DATABASE.by_code(&code)?.into_iter().next()?)?]
+        vec![DATABASE.by_code(&code)?.into_iter().next()?]
     } else {
         ids.into_iter()
-            .map(|id| DATABASE.by_id(id).and_then(lazy))
+            .map(|id| DATABASE.by_id(id))
             .collect::<Option<Vec<_>>>()?
     };
-    Some(CodeRule { regions })
+    // Without a parsing rule of its own, the parser uses the national prefix itself.
+    let mut prefixes: Vec<String> = Vec::new();
+    for meta in &metas {
+        let src = match (meta.national_prefix_for_parsing(), meta.national_prefix()) {
+            (Some(r), _) => r.as_str().to_owned(),
+            (None, Some(p)) if !p.is_empty() => regex::escape(p),
+            (None, _) => continue,
+        };
+        if !prefixes.contains(&src) {
+            prefixes.push(src);
+        }
+    }
+    let national_prefix = if prefixes.is_empty() {
+        None
+    } else {
+        let alternatives: Vec<String> = prefixes.iter().map(|p| format!("(?:{p})")).collect();
+        Some(anchored(&alternatives.join("|")).ok()?)
+    };
+    let regions = metas
+        .into_iter()
+        .map(|meta| LazyRegion {
+            meta,
+            rule: OnceLock::new(),
+        })
+        .collect();
+    Some(CodeRule {
+        regions,
+        national_prefix,
+    })
 }
 
 /// Whether `digits` (an E.164 number without its `+`) is valid, when that can be decided
@@ -165,11 +181,11 @@ pub(super) fn fast_check(digits: &str) -> Option<bool> {
     if national.starts_with('0') {
         return None;
     }
-    if rule.regions.iter().any(|r| {
-        r.national_prefix
-            .as_ref()
-            .is_some_and(|p| p.is_match(national))
-    }) {
+    if rule
+        .national_prefix
+        .as_ref()
+        .is_some_and(|p| p.is_match(national))
+    {
         return None;
     }
     // Below, a region whose patterns do not compile leaves the decision to the crate (`?`).

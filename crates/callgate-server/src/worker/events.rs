@@ -40,7 +40,7 @@ pub async fn run(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<ProviderE
                     if let Some(o) = a.outcome {
                         crate::metrics::run_ended(o.as_str());
                     }
-                    state.catalog.invalidate_org(a.org_id);
+                    state.catalog.call_ended(a.org_id);
                     state.dispatch.notify_one();
                 }
                 Ok(_) => {}

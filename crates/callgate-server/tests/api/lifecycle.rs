@@ -122,6 +122,37 @@ async fn billable_seconds_are_deducted_from_the_quota_when_a_call_ends() {
 }
 
 #[tokio::test]
+async fn a_call_end_refreshes_the_cached_organisation_only_when_it_has_a_quota() {
+    let app = TestApp::spawn().await;
+    let org = app.tenant.org_id;
+    let catalog = &app.state.catalog;
+    assert_eq!(
+        catalog.org(org).await.unwrap().quota_seconds_remaining,
+        None
+    );
+    // Changed behind the cache's back (as another node would): an unlimited organisation's
+    // entry survives a call end, so this is not seen until the entry expires or is dropped.
+    app.store.set_quota(org, Some(50)).await.unwrap();
+    catalog.call_ended(org);
+    assert_eq!(
+        catalog.org(org).await.unwrap().quota_seconds_remaining,
+        None
+    );
+    catalog.invalidate_org(org);
+    assert_eq!(
+        catalog.org(org).await.unwrap().quota_seconds_remaining,
+        Some(50)
+    );
+    // With a quota, every call end re-reads it.
+    app.store.set_quota(org, Some(40)).await.unwrap();
+    catalog.call_ended(org);
+    assert_eq!(
+        catalog.org(org).await.unwrap().quota_seconds_remaining,
+        Some(40)
+    );
+}
+
+#[tokio::test]
 async fn a_configuration_at_5_calls_per_second_never_starts_more_than_5_dials_in_any_second() {
     let app = TestApp::spawn_with(Options {
         simulator: json!({"ring_ms": 5, "talk_ms": 5}),
