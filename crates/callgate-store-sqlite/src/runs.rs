@@ -162,16 +162,18 @@ fn apply_one(
 ) -> StoreResult<AppliedUpdate> {
     let transcript = u.transcript.as_ref().map(json_text).transpose()?;
     let extracted = u.extracted.as_ref().map(json_text).transpose()?;
-    let (org_id, config_id, status, attempt, answered_at, provider_call_id): (
+    let (org_id, config_id, status, attempt, answered_at, provider_call_id, dialed): (
         OrgId,
         ConfigId,
         String,
         u32,
         Option<i64>,
         Option<String>,
+        bool,
     ) = c
         .prepare_cached(
-            "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id
+            "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id,
+                    dialed_at IS NOT NULL
                  FROM runs WHERE id = ?1",
         )
         .map_err(db_err)?
@@ -183,6 +185,7 @@ fn apply_one(
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })
         .map_err(db_err)?;
@@ -244,35 +247,53 @@ fn apply_one(
             )
             .map_err(db_err)?;
         }
+        // A statement that names `dialed_at` rewrites both live-run index entries even when
+        // the value stays, so it is only named while still unset (the usual run was dialled
+        // by callgate and has it already).
         CallSignal::Ringing => {
-            exec_cached(
-                c,
-                concat!(
-                    "UPDATE runs SET status = 'ringing', dialed_at = COALESCE(dialed_at, ?4),
-                     provider_call_id = COALESCE(provider_call_id, ?3),
-                     events = ",
-                    append_event!("?2"),
-                    " WHERE id = ?1"
-                ),
-                params![id, event, new_provider_id, at],
-            )
+            let ringing = concat!(
+                "UPDATE runs SET status = 'ringing',
+                 provider_call_id = COALESCE(provider_call_id, ?3),
+                 events = ",
+                append_event!("?2"),
+                " WHERE id = ?1"
+            );
+            let first_word = concat!(
+                "UPDATE runs SET status = 'ringing', dialed_at = ?4,
+                 provider_call_id = COALESCE(provider_call_id, ?3),
+                 events = ",
+                append_event!("?2"),
+                " WHERE id = ?1"
+            );
+            if dialed {
+                exec_cached(c, ringing, params![id, event, new_provider_id])
+            } else {
+                exec_cached(c, first_word, params![id, event, new_provider_id, at])
+            }
             .map_err(db_err)?;
         }
         CallSignal::Answered { answered_by } => {
-            exec_cached(
-                c,
+            let sql = if dialed {
                 concat!(
                     "UPDATE runs SET status = 'in_progress', answered_at = ?2,
-                     dialed_at = COALESCE(dialed_at, ?2),
                      answered_by = COALESCE(?3, answered_by),
                      provider_call_id = COALESCE(provider_call_id, ?5),
                      events = ",
                     append_event!("?4"),
                     " WHERE id = ?1"
-                ),
-                params![id, at, answered_by, event, new_provider_id],
-            )
-            .map_err(db_err)?;
+                )
+            } else {
+                concat!(
+                    "UPDATE runs SET status = 'in_progress', answered_at = ?2, dialed_at = ?2,
+                     answered_by = COALESCE(?3, answered_by),
+                     provider_call_id = COALESCE(provider_call_id, ?5),
+                     events = ",
+                    append_event!("?4"),
+                    " WHERE id = ?1"
+                )
+            };
+            exec_cached(c, sql, params![id, at, answered_by, event, new_provider_id])
+                .map_err(db_err)?;
         }
         CallSignal::Ended { outcome: o, reason } => {
             outcome = Some(*o);
