@@ -153,15 +153,33 @@ fn exec_cached(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite:
     c.prepare_cached(sql)?.execute(p)
 }
 
+/// An update's results as stored, serialised before it reaches the writer thread.
+struct UpdateTexts {
+    transcript: Option<String>,
+    extracted: Option<String>,
+}
+
+impl UpdateTexts {
+    fn of(u: &RunUpdate) -> StoreResult<Self> {
+        Ok(Self {
+            transcript: u.transcript.as_ref().map(json_text).transpose()?,
+            extracted: u.extracted.as_ref().map(json_text).transpose()?,
+        })
+    }
+}
+
 /// One lifecycle update inside the current transaction.
 fn apply_one(
     c: &Connection,
     claims: &crate::claims::Claims,
     id: RunId,
     u: &RunUpdate,
+    texts: UpdateTexts,
 ) -> StoreResult<AppliedUpdate> {
-    let transcript = u.transcript.as_ref().map(json_text).transpose()?;
-    let extracted = u.extracted.as_ref().map(json_text).transpose()?;
+    let UpdateTexts {
+        transcript,
+        extracted,
+    } = texts;
     let (org_id, config_id, status, attempt, answered_at, provider_call_id, dialed): (
         OrgId,
         ConfigId,
@@ -703,7 +721,8 @@ impl RunStore for SqliteStore {
 
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
         let claims = self.claims.clone();
-        self.write_fast(move |c| apply_one(c, &claims, id, &u))
+        let texts = UpdateTexts::of(&u)?;
+        self.write_fast(move |c| apply_one(c, &claims, id, &u, texts))
             .await
     }
 
@@ -712,10 +731,15 @@ impl RunStore for SqliteStore {
         updates: std::sync::Arc<[(RunId, RunUpdate)]>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
         let claims = self.claims.clone();
+        // The writer thread is the one serial step of every call: what can be done before
+        // it is done here.
+        let texts: Vec<StoreResult<UpdateTexts>> =
+            updates.iter().map(|(_, u)| UpdateTexts::of(u)).collect();
         self.write_fast(move |c| {
             Ok(updates
                 .iter()
-                .map(|(id, u)| apply_one(c, &claims, *id, u))
+                .zip(texts)
+                .map(|((id, u), texts)| apply_one(c, &claims, *id, u, texts?))
                 .collect())
         })
         .await

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_active_runs_index.sql"),
     include_str!("../migrations/0006_cheap_partial_indexes.sql"),
     include_str!("../migrations/0007_run_payloads.sql"),
+    include_str!("../migrations/0008_one_live_index.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
