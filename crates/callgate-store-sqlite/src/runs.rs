@@ -153,6 +153,37 @@ fn exec_cached(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite:
     c.prepare_cached(sql)?.execute(p)
 }
 
+/// The statements of one batch of lifecycle updates, taken from the connection's cache once
+/// per batch: each cache lookup hashes the whole SQL text, which cost more than binding.
+struct BatchStatements<'c> {
+    conn: &'c Connection,
+    held: Vec<(&'static str, rusqlite::CachedStatement<'c>)>,
+}
+
+impl<'c> BatchStatements<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            held: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, sql: &'static str) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
+        let i = match self.held.iter().position(|(s, _)| *s == sql) {
+            Some(i) => i,
+            None => {
+                self.held.push((sql, self.conn.prepare_cached(sql)?));
+                self.held.len() - 1
+            }
+        };
+        Ok(&mut self.held[i].1)
+    }
+
+    fn exec(&mut self, sql: &'static str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.get(sql)?.execute(p)
+    }
+}
+
 /// An update's results as stored, serialised before it reaches the writer thread.
 struct UpdateTexts {
     transcript: Option<String>,
@@ -170,7 +201,7 @@ impl UpdateTexts {
 
 /// One lifecycle update inside the current transaction.
 fn apply_one(
-    c: &Connection,
+    st: &mut BatchStatements<'_>,
     claims: &crate::claims::Claims,
     id: RunId,
     u: &RunUpdate,
@@ -188,8 +219,8 @@ fn apply_one(
         Option<i64>,
         Option<String>,
         bool,
-    ) = c
-        .prepare_cached(
+    ) = st
+        .get(
             "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id,
                     dialed_at IS NOT NULL
                  FROM runs WHERE id = ?1",
@@ -217,8 +248,7 @@ fn apply_one(
     let target = match transition(before, &u.signal) {
         Transition::Ignore => {
             if let Some(pid) = new_provider_id {
-                exec_cached(
-                    c,
+                st.exec(
                     "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
                     params![id, pid],
                 )
@@ -252,8 +282,7 @@ fn apply_one(
     })?;
     match &u.signal {
         CallSignal::Dialing => {
-            exec_cached(
-                c,
+            st.exec(
                 concat!(
                     "UPDATE runs SET status = 'dialing', dialed_at = ?2,
                      provider_call_id = COALESCE(provider_call_id, ?4),
@@ -284,9 +313,9 @@ fn apply_one(
                 " WHERE id = ?1"
             );
             if dialed {
-                exec_cached(c, ringing, params![id, event, new_provider_id])
+                st.exec(ringing, params![id, event, new_provider_id])
             } else {
-                exec_cached(c, first_word, params![id, event, new_provider_id, at])
+                st.exec(first_word, params![id, event, new_provider_id, at])
             }
             .map_err(db_err)?;
         }
@@ -310,14 +339,13 @@ fn apply_one(
                     " WHERE id = ?1"
                 )
             };
-            exec_cached(c, sql, params![id, at, answered_by, event, new_provider_id])
+            st.exec(sql, params![id, at, answered_by, event, new_provider_id])
                 .map_err(db_err)?;
         }
         CallSignal::Ended { outcome: o, reason } => {
             outcome = Some(*o);
             let billable = billable_seconds(opt_ts(answered_at), u.at);
-            exec_cached(
-                c,
+            st.exec(
                 concat!(
                     "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
                      ended_at = ?4, duration_seconds = ?5,
@@ -346,8 +374,7 @@ fn apply_one(
             )
             .map_err(db_err)?;
             if let Some(secs) = billable.filter(|s| *s > 0) {
-                exec_cached(
-                    c,
+                st.exec(
                     "UPDATE organizations
                          SET quota_seconds_remaining = quota_seconds_remaining - ?2
                          WHERE id = ?1 AND quota_seconds_remaining IS NOT NULL",
@@ -722,7 +749,7 @@ impl RunStore for SqliteStore {
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
         let claims = self.claims.clone();
         let texts = UpdateTexts::of(&u)?;
-        self.write_fast(move |c| apply_one(c, &claims, id, &u, texts))
+        self.write_fast(move |c| apply_one(&mut BatchStatements::new(c), &claims, id, &u, texts))
             .await
     }
 
@@ -736,10 +763,11 @@ impl RunStore for SqliteStore {
         let texts: Vec<StoreResult<UpdateTexts>> =
             updates.iter().map(|(_, u)| UpdateTexts::of(u)).collect();
         self.write_fast(move |c| {
+            let mut st = BatchStatements::new(c);
             Ok(updates
                 .iter()
                 .zip(texts)
-                .map(|((id, u), texts)| apply_one(c, &claims, *id, u, texts?))
+                .map(|((id, u), texts)| apply_one(&mut st, &claims, *id, u, texts?))
                 .collect())
         })
         .await
