@@ -1,6 +1,7 @@
 //! `callgate-bench`: starts the release `callgate` binary as a separate process on its embedded
-//! default (SQLite + simulator), drives it with a built-in load generator and writes the
-//! figures as markdown tables (docs/benchmarks.md explains each one).
+//! default (SQLite + simulator), or on PostgreSQL with `--database-url`, drives it with a
+//! built-in load generator and writes the figures as markdown tables (docs/benchmarks.md
+//! explains each one).
 //!
 //! The hidden `hello-server` subcommand is the hello-world reference the bench starts as a
 //! child of itself, so both servers are measured the same way from outside.
@@ -11,6 +12,7 @@ mod hello;
 mod load;
 mod process;
 mod report;
+mod runsdb;
 mod scenarios;
 mod server;
 
@@ -128,6 +130,12 @@ struct Opts {
     /// CALLGATE_LOG for the server under test.
     #[arg(long, default_value = "warn")]
     server_log: String,
+    /// Benchmark callgate on PostgreSQL instead of the embedded SQLite: a URL the bench can
+    /// create and drop databases with (e.g. postgres://postgres@127.0.0.1:5432/test). Each
+    /// server start gets a fresh database named callgate_bench_<pid>_<n>, dropped when it
+    /// stops. The scale scenario (SQLite pre-load) is skipped.
+    #[arg(long)]
+    database_url: Option<String>,
     /// Worker threads of the load generator's runtime [number of CPUs].
     #[arg(long)]
     client_threads: Option<usize>,
@@ -166,6 +174,14 @@ async fn bench(o: Opts) -> Result<()> {
     if o.connections.is_empty() || o.connections.contains(&0) {
         bail!("--connections needs positive numbers");
     }
+    let postgres = o
+        .database_url
+        .as_deref()
+        .map(runsdb::parse_admin_url)
+        .transpose()?;
+    if postgres.is_some() && o.only.contains(&Scenario::Scale) {
+        bail!("the scale scenario pre-loads the embedded SQLite file; it cannot run on PostgreSQL");
+    }
     let machine = Machine::probe();
     let parent = o.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&parent)?;
@@ -187,6 +203,7 @@ async fn bench(o: Opts) -> Result<()> {
             bin: o.server_bin.canonicalize()?,
             admin_token: format!("bench-admin-{}", uuid::Uuid::new_v4().simple()),
             log_filter: o.server_log.clone(),
+            postgres,
         },
         work: tmp.path().to_owned(),
         warmup: secs(o.warmup, 2.0, 0.5, q)?,
@@ -291,7 +308,9 @@ async fn bench(o: Opts) -> Result<()> {
         server.stop().await?;
     }
 
-    if wants(Scenario::Scale) {
+    if s.launch.postgres.is_some() {
+        eprintln!("scale: skipped on PostgreSQL (its pre-load writes the SQLite file)");
+    } else if wants(Scenario::Scale) {
         eprintln!("scale");
         r.scale = scenarios::scale(&s, &bodies).await?;
     }
@@ -321,11 +340,18 @@ fn settings_table(s: &Settings) -> Vec<(String, String)> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    vec![
+    let store = match &s.launch.postgres {
+        Some(u) => format!(
+            "PostgreSQL at {} (a fresh database per server start)",
+            runsdb::shown(u)
+        ),
+        None => "embedded SQLite".into(),
+    };
+    let mut rows = vec![
         (
             "Server".into(),
             format!(
-                "`{}` (separate process, embedded SQLite, simulator), `CALLGATE_LOG={}`",
+                "`{}` (separate process, {store}, simulator), `CALLGATE_LOG={}`",
                 s.launch.bin.display(),
                 s.launch.log_filter
             ),
@@ -373,25 +399,29 @@ fn settings_table(s: &Settings) -> Vec<(String, String)> {
                 s.pacing_time.as_secs()
             ),
         ),
-        (
-            "Scale scenario".into(),
-            format!(
-                "0 and {} runs pre-loaded ({}), {} connections",
-                s.scale_sizes
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                s.scale_kinds
-                    .iter()
-                    .map(|k| match k {
-                        ScaleKind::Stored => "stored",
-                        ScaleKind::Queued => "queued",
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                s.scale_connections
-            ),
+    ];
+    if s.launch.postgres.is_some() {
+        return rows;
+    }
+    rows.push((
+        "Scale scenario".into(),
+        format!(
+            "0 and {} runs pre-loaded ({}), {} connections",
+            s.scale_sizes
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.scale_kinds
+                .iter()
+                .map(|k| match k {
+                    ScaleKind::Stored => "stored",
+                    ScaleKind::Queued => "queued",
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.scale_connections
         ),
-    ]
+    ));
+    rows
 }

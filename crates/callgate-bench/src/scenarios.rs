@@ -309,8 +309,7 @@ async fn trigger_load(
     req: &Arc<RequestTemplate>,
     connections: usize,
 ) -> Result<LoadRow> {
-    let db_path = server.db_path();
-    let before = db::max_run_id(&db::open_ro(&db_path)?)?;
+    let before = server.runs.max_run_id().await?;
     let mut row = probed(
         target,
         server.addr,
@@ -320,11 +319,14 @@ async fn trigger_load(
     )
     .await?;
     if req.expect == StatusCode::OK {
-        let pending = db::wait_settled(&db_path, before, SETTLE_TIMEOUT).await?;
+        let pending = server.runs.wait_settled(before, SETTLE_TIMEOUT).await?;
         if pending > 0 {
             eprintln!("  warning: {pending} runs had not ended {SETTLE_TIMEOUT:?} after the load");
         }
-        let (lat, undialled) = db::dispatch_latencies(&db_path, before, Some(row.outcome.window))?;
+        let (lat, undialled) = server
+            .runs
+            .dispatch_latencies(before, Some(row.outcome.window))
+            .await?;
         row.dispatch = Some(Latency::from_micros(lat, undialled));
     }
     progress(&row);
@@ -348,8 +350,7 @@ pub async fn dispatch(
     trigger: &Arc<RequestTemplate>,
     rate: f64,
 ) -> Result<DispatchResult> {
-    let db_path = server.db_path();
-    let before = db::max_run_id(&db::open_ro(&db_path)?)?;
+    let before = server.runs.max_run_id().await?;
     let plan = Plan {
         connections: DISPATCH_CONNECTIONS,
         // Connections open and caches fill first: the figures are for a running server.
@@ -359,11 +360,14 @@ pub async fn dispatch(
         max_requests: None,
     };
     let out = load::run(server.addr, trigger.clone(), plan).await?;
-    let pending = db::wait_settled(&db_path, before, SETTLE_TIMEOUT).await?;
+    let pending = server.runs.wait_settled(before, SETTLE_TIMEOUT).await?;
     if pending > 0 {
         eprintln!("  warning: {pending} runs had not ended {SETTLE_TIMEOUT:?} after the load");
     }
-    let (lat, undialled) = db::dispatch_latencies(&db_path, before, Some(out.window))?;
+    let (lat, undialled) = server
+        .runs
+        .dispatch_latencies(before, Some(out.window))
+        .await?;
     let latency = Latency::from_micros(lat, undialled);
     eprintln!(
         "  dispatch at {:.0}/s: {} runs, p50 {:.2} ms, p99 {:.2} ms; answers p99 {:.2} ms",
@@ -450,8 +454,7 @@ impl PacingResult {
 }
 
 pub async fn pacing(s: &Settings, server: &Callgate, tenant: &Tenant) -> Result<PacingResult> {
-    let db_path = server.db_path();
-    let before = db::max_run_id(&db::open_ro(&db_path)?)?;
+    let before = server.runs.max_run_id().await?;
     let secs = s.pacing_time.as_secs().max(1);
     // Enough that the queue never runs dry during the window.
     let enqueue = (s.pacing_cps * secs as f64 * 1.15).ceil() as u64 + 10;
@@ -477,7 +480,7 @@ pub async fn pacing(s: &Settings, server: &Callgate, tenant: &Tenant) -> Result<
     );
     tokio::time::sleep(Duration::from_secs(secs) + Duration::from_millis(1500)).await;
     let window_us = secs as i64 * 1_000_000;
-    let mut times = db::dial_times(&db_path, tenant.pacing_config, before)?;
+    let mut times = server.runs.dial_times(tenant.pacing_config, before).await?;
     if let Some(first) = times.first().copied() {
         let now = db::micros(std::time::SystemTime::now());
         if now < first + window_us + 200_000 {
@@ -485,7 +488,7 @@ pub async fn pacing(s: &Settings, server: &Callgate, tenant: &Tenant) -> Result<
                 (first + window_us + 200_000 - now) as u64,
             ))
             .await;
-            times = db::dial_times(&db_path, tenant.pacing_config, before)?;
+            times = server.runs.dial_times(tenant.pacing_config, before).await?;
         }
     } else {
         bail!("no pacing run was dialled within {secs} s");

@@ -3,11 +3,14 @@
 //! management and admin APIs like an operator would.
 
 use crate::process::Proc;
+use crate::runsdb::{PgDatabase, RunsDb};
 use anyhow::{Context, Result, bail};
+use reqwest::Url;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a start may take (a 1M-run database is scanned once at start).
@@ -20,16 +23,25 @@ pub struct Launch {
     pub admin_token: String,
     /// `CALLGATE_LOG` for the server; `warn` keeps logging out of the measurement.
     pub log_filter: String,
+    /// PostgreSQL instead of the embedded SQLite: an admin URL; every first start gets a
+    /// fresh database there.
+    pub postgres: Option<Url>,
 }
+
+/// Numbers the PostgreSQL databases of one bench run.
+static PG_STARTS: AtomicU32 = AtomicU32::new(0);
 
 /// A running callgate.
 pub struct Callgate {
     pub proc: Proc,
     pub addr: SocketAddr,
     pub base: String,
-    pub data_dir: PathBuf,
     /// Process start → "listening" printed.
     pub startup: Duration,
+    /// Where its runs are, for the timings read after each load.
+    pub runs: RunsDb,
+    /// The PostgreSQL database made for it, dropped when it stops.
+    pg: Option<PgDatabase>,
     http: reqwest::Client,
     admin_token: String,
 }
@@ -68,6 +80,15 @@ impl Callgate {
         first_start: bool,
     ) -> Result<(Self, Option<FirstStart>)> {
         std::fs::create_dir_all(data_dir)?;
+        let pg = match &launch.postgres {
+            Some(_) if !first_start => {
+                bail!("a restart on an existing PostgreSQL database is not supported")
+            }
+            Some(admin) => {
+                Some(PgDatabase::create(admin, PG_STARTS.fetch_add(1, Ordering::Relaxed)).await?)
+            }
+            None => None,
+        };
         let mut cmd = Command::new(&launch.bin);
         // A stray CALLGATE_* variable from the caller's shell must not change the setup.
         for (k, _) in std::env::vars_os() {
@@ -83,6 +104,9 @@ impl Callgate {
             .env("CALLGATE_BOOTSTRAP", "true")
             .env("CALLGATE_ADMIN_TOKEN", &launch.admin_token)
             .env("CALLGATE_LOG", &launch.log_filter);
+        if let Some(db) = &pg {
+            cmd.env("CALLGATE_DATABASE_URL", db.url().as_str());
+        }
         let started = Instant::now();
         let mut proc = Proc::spawn("callgate", cmd, log)?;
         let base = proc
@@ -108,12 +132,17 @@ impl Callgate {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
+        let runs = match &pg {
+            Some(db) => RunsDb::postgres(&db.url()).await?,
+            None => RunsDb::Sqlite(db_path(data_dir)),
+        };
         Ok((
             Self {
+                runs,
+                pg,
                 proc,
                 addr,
                 base,
-                data_dir: data_dir.to_owned(),
                 startup,
                 http,
                 admin_token: launch.admin_token.clone(),
@@ -122,13 +151,12 @@ impl Callgate {
         ))
     }
 
-    /// The SQLite file of the embedded default store.
-    pub fn db_path(&self) -> PathBuf {
-        db_path(&self.data_dir)
-    }
-
     pub async fn stop(&mut self) -> Result<()> {
-        self.proc.stop(Duration::from_secs(20)).await
+        self.proc.stop(Duration::from_secs(20)).await?;
+        if let Some(db) = self.pg.take() {
+            db.drop_database().await?;
+        }
+        Ok(())
     }
 
     async fn call(

@@ -12,7 +12,12 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-const AGENT_COLS: &str = "id, org_id, uuid, name, status, owner_user_id, total_runs, created_at";
+/// `total_runs` is the base kept in the row plus the per-session slots triggers add to
+/// (migration 0005).
+const AGENT_COLS: &str = "id, org_id, uuid, name, status, owner_user_id,
+     total_runs + COALESCE((SELECT SUM(c.runs) FROM agent_run_counts c
+                            WHERE c.agent_id = agents.id), 0)::bigint,
+     created_at";
 const VERSION_COLS: &str = "id, agent_id, version_number, status, definition, template_context_variables, created_at, published_at";
 
 fn agent_row(r: &Row) -> StoreResult<Agent> {

@@ -22,7 +22,8 @@ mod telephony;
 mod tenants;
 mod util;
 
-use callgate_store::{StoreError, StoreResult};
+use callgate_domain::lifecycle::RunStatus;
+use callgate_store::{AppliedUpdate, StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -54,6 +55,8 @@ pub struct PgStore {
     pool: Pool,
     /// Connection settings, kept for the notification listener's own connection.
     config: tokio_postgres::Config,
+    /// Work hints to the other nodes, sent after the commits they announce.
+    notifier: notify::Notifier,
 }
 
 impl PgStore {
@@ -129,7 +132,20 @@ impl PgStore {
             .recycle_timeout(Some(options.timeout))
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
-        Ok(Self { pool, config })
+        let notifier = notify::Notifier::start(pool.clone());
+        Ok(Self {
+            pool,
+            config,
+            notifier,
+        })
+    }
+
+    /// A committed lifecycle update that ended a live run freed a slot of its organisation and
+    /// configuration: the other nodes' queued runs may have been waiting for it.
+    fn capacity_freed(&self, a: &AppliedUpdate) {
+        if a.changed && a.after == RunStatus::Ended && a.before.is_live() {
+            self.notifier.work_available(a.config_id, a.org_id);
+        }
     }
 
     /// A pooled connection; none to be had is `Unavailable`.

@@ -140,11 +140,6 @@ pub async fn apply_one<C: GenericClient>(
                 ],
             )
             .await?;
-            // A live run ending frees a slot of its organisation and configuration: wake the
-            // other nodes' dispatchers, whose queued runs may have been waiting for it.
-            if before.is_live() {
-                crate::notify::notify_work(c, config_id, org_id).await?;
-            }
             if let Some(secs) = billable.filter(|s| *s > 0) {
                 exec(
                     c,
@@ -200,7 +195,10 @@ pub async fn apply_many(
     .await?;
     // Ending runs charges their organisations' quotas. Taking those rows now, in id order,
     // keeps two batches that end runs of the same organisations in opposite orders from
-    // deadlocking on them halfway.
+    // deadlocking on them halfway. Organisations without a quota are not charged, and their
+    // rows are left alone: claims lock them too. (One given a quota meanwhile is locked by
+    // its charge instead; a deadlock that could cause is reported as `Unavailable` and the
+    // batch is retried.)
     let ending: Vec<RunId> = updates
         .iter()
         .filter(|(_, u)| matches!(u.signal, CallSignal::Ended { .. }))
@@ -211,6 +209,7 @@ pub async fn apply_many(
             &tx,
             "SELECT id FROM organizations
              WHERE id IN (SELECT org_id FROM runs WHERE id = ANY($1))
+               AND quota_seconds_remaining IS NOT NULL
              ORDER BY id FOR UPDATE",
             &[&ending],
         )

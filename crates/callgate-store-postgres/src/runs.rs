@@ -14,6 +14,25 @@ use jiff::Timestamp;
 use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
+/// A new run, its first history entry and its agent's run count, in one statement. The count
+/// goes to a slot of the session, not the agent's row (migration 0005).
+const INSERT_RUN: &str = "WITH run AS (
+         INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
+         version_number, environment, phone_number, from_number, config_id, provider,
+         status, initial_status, max_attempts, created_at, scheduled_for,
+         initial_context, system_context, metadata, external_id,
+         unresolved_variables, greeting, api_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15,
+         $16, $17, $18, $19, $20, $21, $22, $23)
+         RETURNING id, status, created_at
+     ), event AS (
+         INSERT INTO run_events (run_id, seq, status, at, attempt)
+         SELECT id, 1, status, created_at, 1 FROM run
+     )
+     INSERT INTO agent_run_counts (agent_id, slot, runs)
+     VALUES ($4, (pg_backend_pid() % 64)::smallint, 1)
+     ON CONFLICT (agent_id, slot) DO UPDATE SET runs = agent_run_counts.runs + 1";
+
 #[async_trait]
 impl RunStore for PgStore {
     async fn allocate_run_id(&self) -> StoreResult<RunId> {
@@ -24,78 +43,67 @@ impl RunStore for PgStore {
 
     async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
         let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(db_err)?;
         let created_at = ts(run.created_at);
-        exec(
-            &tx,
-            "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
-             version_number, environment, phone_number, from_number, config_id, provider,
-             status, initial_status, max_attempts, created_at, scheduled_for,
-             initial_context, system_context, metadata, external_id,
-             unresolved_variables, greeting, api_key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15,
-             $16, $17, $18, $19, $20, $21, $22, $23)",
-            &[
-                &run.id,
-                &run.call_id,
-                &run.org_id,
-                &run.agent_id,
-                &run.workflow_uuid,
-                &run.version_id,
-                &run.version_number,
-                &run.environment.as_str(),
-                &run.phone_number,
-                &run.from_number,
-                &run.config_id,
-                &run.provider,
-                &run.status.as_str(),
-                &i64::from(run.max_attempts),
-                &created_at,
-                &ts(run.scheduled_for),
-                &Json(&run.initial_context),
-                &Json(&run.system_context),
-                &run.metadata.as_ref().map(Json),
-                &run.external_id,
-                &Json(&run.unresolved_variables),
-                &run.greeting,
-                &run.api_key_id,
-            ],
-        )
-        .await?;
-        exec(
-            &tx,
-            "INSERT INTO run_events (run_id, seq, status, at, attempt) VALUES ($1, 1, $2, $3, 1)",
-            &[&run.id, &run.status.as_str(), &created_at],
-        )
-        .await?;
-        exec(
-            &tx,
-            "UPDATE agents SET total_runs = total_runs + 1 WHERE id = $1",
-            &[&run.agent_id],
-        )
-        .await?;
-        if let Some(k) = &idem {
-            exec_unique(
-                &tx,
-                "INSERT INTO idempotency_keys (api_key_id, route, key, body_hash, run_id,
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &k.api_key_id,
-                    &k.route,
-                    &k.key,
-                    &&k.body_hash[..],
-                    &run.id,
-                    &created_at,
-                ],
-                &[("idempotency_keys_pkey", "idempotency_key_reused")],
-            )
-            .await?;
+        let initial_context = Json(&run.initial_context);
+        let system_context = Json(&run.system_context);
+        let metadata = run.metadata.as_ref().map(Json);
+        let unresolved = Json(&run.unresolved_variables);
+        let max_attempts = i64::from(run.max_attempts);
+        let params: [&(dyn ToSql + Sync); 23] = [
+            &run.id,
+            &run.call_id,
+            &run.org_id,
+            &run.agent_id,
+            &run.workflow_uuid,
+            &run.version_id,
+            &run.version_number,
+            &run.environment.as_str(),
+            &run.phone_number,
+            &run.from_number,
+            &run.config_id,
+            &run.provider,
+            &run.status.as_str(),
+            &max_attempts,
+            &created_at,
+            &ts(run.scheduled_for),
+            &initial_context,
+            &system_context,
+            &metadata,
+            &run.external_id,
+            &unresolved,
+            &run.greeting,
+            &run.api_key_id,
+        ];
+        match &idem {
+            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+            None => {
+                exec(&c, INSERT_RUN, &params).await?;
+            }
+            Some(k) => {
+                let tx = c.transaction().await.map_err(db_err)?;
+                exec(&tx, INSERT_RUN, &params).await?;
+                exec_unique(
+                    &tx,
+                    "INSERT INTO idempotency_keys (api_key_id, route, key, body_hash, run_id,
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &k.api_key_id,
+                        &k.route,
+                        &k.key,
+                        &&k.body_hash[..],
+                        &run.id,
+                        &created_at,
+                    ],
+                    &[("idempotency_keys_pkey", "idempotency_key_reused")],
+                )
+                .await?;
+                tx.commit().await.map_err(db_err)?;
+            }
         }
-        // Other nodes' dispatchers learn of the run at commit instead of at their next poll.
+        // Other nodes' dispatchers learn of the run now instead of at their next poll.
         if run.status == RunStatus::Queued {
-            crate::notify::notify_work(&tx, run.config_id, run.org_id).await?;
+            self.notifier.work_available(run.config_id, run.org_id);
         }
-        tx.commit().await.map_err(db_err)?;
         Ok(new_run_into_record(run))
     }
 
@@ -271,6 +279,7 @@ impl RunStore for PgStore {
         let tx = c.transaction().await.map_err(db_err)?;
         let applied = crate::lifecycle::apply_one(&tx, id, &u).await?;
         tx.commit().await.map_err(db_err)?;
+        self.capacity_freed(&applied);
         Ok(applied)
     }
 
@@ -279,7 +288,12 @@ impl RunStore for PgStore {
         updates: std::sync::Arc<[(RunId, RunUpdate)]>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
         let mut c = self.client().await?;
-        crate::lifecycle::apply_many(&mut c, updates).await
+        let results = crate::lifecycle::apply_many(&mut c, updates).await?;
+        results
+            .iter()
+            .flatten()
+            .for_each(|a| self.capacity_freed(a));
+        Ok(results)
     }
 
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>> {

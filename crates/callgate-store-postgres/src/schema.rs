@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "active_runs_index",
         include_str!("../migrations/0004_active_runs_index.sql"),
     ),
+    (
+        5,
+        "agent_run_counts",
+        include_str!("../migrations/0005_agent_run_counts.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed key of the advisory lock (ASCII "callgate" as a 64-bit integer), so it

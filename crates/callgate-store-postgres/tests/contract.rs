@@ -274,3 +274,67 @@ async fn queued_work_and_freed_capacity_wake_other_nodes_even_after_a_reconnect(
     drop((writer, other_node, hints));
     db.drop_database().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_triggers_of_one_agent_are_all_counted() {
+    use callgate_domain::lifecycle::RunStatus;
+    use callgate_store::AgentStore;
+    use callgate_store::contract::fixtures::{run, t, world};
+    let Some(admin) = admin_url("concurrent_triggers_of_one_agent_are_all_counted") else {
+        return;
+    };
+    let db = ScratchDatabase::create(&admin).await.unwrap();
+    // Eight pooled sessions write at once, so the count lands in several of the agent's slots
+    // (migration 0005), beside a base count already in the agent's row.
+    let store = Arc::new(PgStore::connect(db.url(), 8).await.unwrap());
+    let w = Arc::new(world(store.as_ref(), "Acme").await);
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "UPDATE agents SET total_runs = 5 WHERE id = $1",
+            &[&w.agent.agent.id],
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (store, w) = (store.clone(), w.clone());
+            tokio::spawn(async move {
+                run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(i)).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let slots: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM agent_run_counts WHERE agent_id = $1",
+            &[&w.agent.agent.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(slots > 1, "the runs were counted in {slots} slot(s)");
+    let agent = store
+        .get_agent(w.tn.org.id, w.agent.agent.id)
+        .await
+        .unwrap()
+        .agent;
+    assert_eq!(agent.total_runs, 5 + 64);
+    assert_eq!(
+        store
+            .list_agents(w.tn.org.id, None)
+            .await
+            .unwrap()
+            .iter()
+            .find(|a| a.id == w.agent.agent.id)
+            .map(|a| a.total_runs),
+        Some(5 + 64)
+    );
+    drop((client, store, w));
+    db.drop_database().await.unwrap();
+}
