@@ -124,7 +124,7 @@ struct Opts {
     /// Parent of the temporary working directory (data directories, server logs).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Keep the working directory afterwards.
+    /// Keep the working directory afterwards (and the PostgreSQL databases).
     #[arg(long)]
     keep: bool,
     /// CALLGATE_LOG for the server under test.
@@ -204,6 +204,7 @@ async fn bench(o: Opts) -> Result<()> {
             admin_token: format!("bench-admin-{}", uuid::Uuid::new_v4().simple()),
             log_filter: o.server_log.clone(),
             postgres,
+            keep_databases: o.keep,
         },
         work: tmp.path().to_owned(),
         warmup: secs(o.warmup, 2.0, 0.5, q)?,

@@ -54,6 +54,10 @@ impl PgDatabase {
         u
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub async fn drop_database(&self) -> Result<()> {
         let client = connect(&self.admin).await?;
         client

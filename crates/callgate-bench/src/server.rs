@@ -26,6 +26,8 @@ pub struct Launch {
     /// PostgreSQL instead of the embedded SQLite: an admin URL; every first start gets a
     /// fresh database there.
     pub postgres: Option<Url>,
+    /// Leave the PostgreSQL databases in place after the run (`--keep`).
+    pub keep_databases: bool,
 }
 
 /// Numbers the PostgreSQL databases of one bench run.
@@ -42,6 +44,7 @@ pub struct Callgate {
     pub runs: RunsDb,
     /// The PostgreSQL database made for it, dropped when it stops.
     pg: Option<PgDatabase>,
+    keep_database: bool,
     http: reqwest::Client,
     admin_token: String,
 }
@@ -140,6 +143,7 @@ impl Callgate {
             Self {
                 runs,
                 pg,
+                keep_database: launch.keep_databases,
                 proc,
                 addr,
                 base,
@@ -154,7 +158,11 @@ impl Callgate {
     pub async fn stop(&mut self) -> Result<()> {
         self.proc.stop(Duration::from_secs(20)).await?;
         if let Some(db) = self.pg.take() {
-            db.drop_database().await?;
+            if self.keep_database {
+                eprintln!("database kept: {}", db.name());
+            } else {
+                db.drop_database().await?;
+            }
         }
         Ok(())
     }

@@ -33,6 +33,10 @@ pub async fn claim<C: GenericClient>(
              WHERE id IN (SELECT id FROM picked)
              RETURNING id, call_id, org_id, config_id, phone_number, from_number, greeting,
                        created_at, attempt
+         ), counted AS (
+             INSERT INTO live_counts (org_id, config_id, live)
+             SELECT org_id, config_id, COUNT(*) FROM claimed GROUP BY org_id, config_id
+             ON CONFLICT (org_id, config_id) DO UPDATE SET live = live_counts.live + excluded.live
          ), events AS (
              INSERT INTO run_events (run_id, seq, status, at, attempt)
              SELECT id,
@@ -92,10 +96,10 @@ pub async fn claim_paced<C: GenericClient>(
         &[&org],
     )
     .await?;
+    // Kept by claims and lifecycle updates (migration 0006).
     let live_org = count(
         c,
-        "SELECT COUNT(*) FROM runs WHERE org_id = $1
-         AND status IN ('dialing', 'ringing', 'in_progress')",
+        "SELECT COALESCE(SUM(live), 0)::bigint FROM live_counts WHERE org_id = $1",
         &[&org],
     )
     .await?;
@@ -103,9 +107,9 @@ pub async fn claim_paced<C: GenericClient>(
     if let Some(max) = limits.config_max_live {
         let live_cfg = count(
             c,
-            "SELECT COUNT(*) FROM runs WHERE config_id = $1
-             AND status IN ('dialing', 'ringing', 'in_progress')",
-            &[&config],
+            "SELECT COALESCE(SUM(live), 0)::bigint FROM live_counts
+             WHERE org_id = $1 AND config_id = $2",
+            &[&org, &config],
         )
         .await?;
         free = free.min(i64::from(max) - live_cfg);

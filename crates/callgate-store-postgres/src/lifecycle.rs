@@ -229,6 +229,33 @@ pub async fn apply_many(
             }
         }
     }
+    count_live_changes(&tx, results.iter().flatten()).await?;
     tx.commit().await.map_err(db_err)?;
     Ok(results)
+}
+
+/// Keeps `live_counts` (migration 0006) in step with lifecycle updates applied in the
+/// caller's transaction: one change per organisation and configuration, in key order, so two
+/// batches never take those rows in opposite orders.
+pub(crate) async fn count_live_changes<'a, C: GenericClient>(
+    c: &C,
+    applied: impl Iterator<Item = &'a AppliedUpdate>,
+) -> StoreResult<()> {
+    let mut deltas: std::collections::BTreeMap<(OrgId, ConfigId), i64> = Default::default();
+    for a in applied.filter(|a| a.changed) {
+        let d = i64::from(a.after.is_live()) - i64::from(a.before.is_live());
+        if d != 0 {
+            *deltas.entry((a.org_id, a.config_id)).or_default() += d;
+        }
+    }
+    for ((org, config), d) in deltas.into_iter().filter(|(_, d)| *d != 0) {
+        exec(
+            c,
+            "INSERT INTO live_counts (org_id, config_id, live) VALUES ($1, $2, $3)
+             ON CONFLICT (org_id, config_id) DO UPDATE SET live = live_counts.live + excluded.live",
+            &[&org, &config, &d],
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -278,6 +278,7 @@ impl RunStore for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_err)?;
         let applied = crate::lifecycle::apply_one(&tx, id, &u).await?;
+        crate::lifecycle::count_live_changes(&tx, std::iter::once(&applied)).await?;
         tx.commit().await.map_err(db_err)?;
         self.capacity_freed(&applied);
         Ok(applied)

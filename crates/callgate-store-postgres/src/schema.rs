@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "agent_run_counts",
         include_str!("../migrations/0005_agent_run_counts.sql"),
     ),
+    (
+        6,
+        "live_counts",
+        include_str!("../migrations/0006_live_counts.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed key of the advisory lock (ASCII "callgate" as a 64-bit integer), so it

@@ -338,3 +338,82 @@ async fn concurrent_triggers_of_one_agent_are_all_counted() {
     drop((client, store, w));
     db.drop_database().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counts_follow_claims_and_batched_lifecycle_updates() {
+    use callgate_domain::lifecycle::{CallSignal, Outcome, RunStatus};
+    use callgate_store::contract::fixtures::{run, signal_ended, t, world};
+    use callgate_store::{ClaimLimits, RunStore, RunUpdate};
+    let Some(admin) = admin_url("live_counts_follow_claims_and_batched_lifecycle_updates") else {
+        return;
+    };
+    let db = ScratchDatabase::create(&admin).await.unwrap();
+    let store = PgStore::connect(db.url(), 4).await.unwrap();
+    let w = world(&store, "Acme").await;
+    let (org, cfg) = (w.tn.org.id, w.config.id);
+    for i in 0..5 {
+        run(&store, &w.agent, &w.config, RunStatus::Queued, t(i)).await;
+    }
+    // The organisation allows three live calls.
+    let limits = ClaimLimits {
+        org_max_live: 3,
+        config_max_live: None,
+        calls_per_second: 1000.0,
+        max_batch: 10,
+    };
+    let first = store
+        .claim_paced(cfg, org, &limits, "n1", t(10))
+        .await
+        .unwrap();
+    assert_eq!(first.runs.len(), 3);
+    // Ringing and answered keep a call live; only its end frees a slot. One batch: ringing
+    // for the first, answered for the second, the end of the third.
+    let batch: Arc<[_]> = vec![
+        (first.runs[0].id, RunUpdate::new(CallSignal::Ringing, t(11))),
+        (
+            first.runs[1].id,
+            RunUpdate::new(CallSignal::Answered { answered_by: None }, t(11)),
+        ),
+        (
+            first.runs[2].id,
+            RunUpdate::new(signal_ended(Outcome::Completed, "agent_hangup"), t(11)),
+        ),
+    ]
+    .into();
+    for r in store.apply_updates(batch).await.unwrap() {
+        r.unwrap();
+    }
+    let second = store
+        .claim_paced(cfg, org, &limits, "n1", t(12))
+        .await
+        .unwrap();
+    assert_eq!(second.runs.len(), 1, "one slot was freed");
+    let full = store
+        .claim_paced(cfg, org, &limits, "n1", t(13))
+        .await
+        .unwrap();
+    assert!(full.runs.is_empty(), "three calls are live again");
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let counted: i64 = client
+        .query_one(
+            "SELECT live FROM live_counts WHERE org_id = $1 AND config_id = $2",
+            &[&org, &cfg],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let actual: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM runs WHERE status IN ('dialing', 'ringing', 'in_progress')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((counted, actual), (3, 3));
+    drop((client, store));
+    db.drop_database().await.unwrap();
+}
