@@ -8,7 +8,7 @@ use callgate_domain::lifecycle::{CallSignal, Outcome};
 use callgate_store::{ClaimLimits, ClaimedRun, ConfigId, RunUpdate, TelephonyConfig};
 use callgate_telephony::{DialError, DialRequest, ProviderEvent};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -23,15 +23,23 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
     let mut hints = state.store.work_hints();
     let mut rotation = 0usize;
     let mut last_resync = Instant::now();
+    let resyncing = Arc::new(AtomicBool::new(false));
     loop {
         if !state.accepting.load(Ordering::SeqCst) {
             return;
         }
-        // Other nodes' queues and cancelled work: re-read the counts now and then.
-        if last_resync.elapsed() >= RESYNC {
-            if let Ok(counts) = state.store.queue_counts().await {
-                state.capacity.seed(&counts);
-            }
+        // Other nodes' queues and cancelled work: re-read the counts now and then, on a task of
+        // its own. Counting a large, busy runs table can take longer than the pacing catch-up
+        // allowance (250 ms), and the claims must not wait for it.
+        if last_resync.elapsed() >= RESYNC && !resyncing.swap(true, Ordering::SeqCst) {
+            let (state, resyncing) = (state.clone(), resyncing.clone());
+            tokio::spawn(async move {
+                if let Ok(counts) = state.store.queue_counts().await {
+                    state.capacity.seed(&counts);
+                    state.dispatch.notify_one();
+                }
+                resyncing.store(false, Ordering::SeqCst);
+            });
             last_resync = Instant::now();
         }
         let mut next_wake = Instant::now() + POLL;
