@@ -98,7 +98,8 @@ pub async fn open_store(cfg: &Config, db: &settings::DatabaseSettings) -> Result
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => serve(cli.global, settings::ServeArgs::default()).await,
+        // `callgate` alone is `callgate serve`, environment variables included.
+        None => serve(cli.global, settings::ServeArgs::from_env()?).await,
         Some(Command::Serve(args)) => serve(cli.global, args).await,
         Some(Command::Migrate) => {
             let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;

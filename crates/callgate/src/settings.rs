@@ -75,6 +75,18 @@ pub struct ServeArgs {
     pub node_id: Option<String>,
 }
 
+impl ServeArgs {
+    /// The serve options from the environment alone, for `callgate` run without a command
+    /// (flags need the `serve` command; its variables must work either way).
+    pub fn from_env() -> Result<Self> {
+        let cmd = <Self as Args>::augment_args(clap::Command::new("serve"));
+        let matches = cmd
+            .try_get_matches_from(["serve"])
+            .context("invalid serve settings in the environment")?;
+        Ok(<Self as clap::FromArgMatches>::from_arg_matches(&matches)?)
+    }
+}
+
 /// `callgate.toml`: every setting optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
