@@ -132,7 +132,7 @@ struct Opts {
     server_log: String,
     /// Benchmark callgate on PostgreSQL instead of the embedded SQLite: a URL the bench can
     /// create and drop databases with (e.g. postgres://postgres@127.0.0.1:5432/test). Each
-    /// server start gets a fresh database named callgate_bench_<pid>_<n>, dropped when it
+    /// server start gets a fresh database named callgate_bench_<random hex>, dropped when it
     /// stops. The scale scenario (SQLite pre-load) is skipped.
     #[arg(long)]
     database_url: Option<String>,

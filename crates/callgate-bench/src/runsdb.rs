@@ -1,6 +1,6 @@
 //! Where the server under test keeps its runs, read directly by the scenarios for timings the
-//! API would only give page by page: the embedded SQLite file (see `db`), or a PostgreSQL
-//! database the bench created for this one server and drops when it stops.
+//! API would only give page by page: the embedded SQLite file (see `db`), or the PostgreSQL
+//! scratch database the bench created for this one server (`server::Callgate`).
 //!
 //! Times come back as Unix microseconds whichever the store; PostgreSQL keeps `timestamptz`
 //! (microsecond resolution) and the provider's first event in `run_events`.
@@ -14,63 +14,7 @@ use tokio_postgres::NoTls;
 
 /// Database names this bench creates start so, so a left-over one (an interrupted run) is
 /// recognisable.
-const PG_PREFIX: &str = "callgate_bench_";
-
-/// A PostgreSQL database made for one server start.
-pub struct PgDatabase {
-    admin: Url,
-    name: String,
-}
-
-impl PgDatabase {
-    /// Creates an empty database next to the one `admin` names (which is only used to issue
-    /// `CREATE DATABASE`/`DROP DATABASE`).
-    pub async fn create(admin: &Url, seq: u32) -> Result<Self> {
-        let name = format!("{PG_PREFIX}{}_{seq}", std::process::id());
-        let client = connect(admin).await?;
-        // The name is ours (prefix, pid, counter): nothing to quote. Two statements: one
-        // simple query with both would run them in a transaction, which CREATE DATABASE
-        // refuses.
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e:#}"))
-                .with_context(|| format!("cannot create database {name} on {}", shown(admin)))?;
-        }
-        Ok(Self {
-            admin: admin.clone(),
-            name,
-        })
-    }
-
-    /// The URL the server is given: the admin URL with this database's name.
-    pub fn url(&self) -> Url {
-        let mut u = self.admin.clone();
-        u.set_path(&format!("/{}", self.name));
-        u
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub async fn drop_database(&self) -> Result<()> {
-        let client = connect(&self.admin).await?;
-        client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .with_context(|| format!("cannot drop database {}", self.name))?;
-        Ok(())
-    }
-}
+pub const PG_PREFIX: &str = "callgate_bench_";
 
 /// A URL as it may be printed: no user name or password.
 pub fn shown(u: &Url) -> String {
@@ -92,10 +36,14 @@ pub fn parse_admin_url(s: &str) -> Result<Url> {
     Ok(u)
 }
 
-async fn connect(url: &Url) -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url.as_str(), NoTls)
-        .await
-        .with_context(|| format!("cannot connect to {}", shown(url)))?;
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) =
+        tokio_postgres::connect(url, NoTls)
+            .await
+            .with_context(|| match Url::parse(url) {
+                Ok(u) => format!("cannot connect to {}", shown(&u)),
+                Err(_) => "cannot connect to PostgreSQL".to_owned(),
+            })?;
     tokio::spawn(async move {
         match conn.await {
             // Dropping the server's database (WITH FORCE) ends this reader's session too.
@@ -114,7 +62,7 @@ pub enum RunsDb {
 }
 
 impl RunsDb {
-    pub async fn postgres(url: &Url) -> Result<Self> {
+    pub async fn postgres(url: &str) -> Result<Self> {
         Ok(Self::Postgres(connect(url).await?))
     }
 
@@ -221,19 +169,6 @@ mod tests {
         let u = parse_admin_url("postgres://bench:s3cret@127.0.0.1:5433/test").unwrap();
         assert_eq!(shown(&u), "postgres://127.0.0.1:5433/test");
         assert!(!shown(&u).contains("s3cret"));
-    }
-
-    #[test]
-    fn the_server_gets_the_admin_url_with_its_own_database() {
-        let db = PgDatabase {
-            admin: parse_admin_url("postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-                .unwrap(),
-            name: "callgate_bench_1_2".into(),
-        };
-        assert_eq!(
-            db.url().as_str(),
-            "postgres://postgres@127.0.0.1:5432/callgate_bench_1_2?sslmode=disable"
-        );
     }
 
     #[test]

@@ -3,14 +3,14 @@
 //! management and admin APIs like an operator would.
 
 use crate::process::Proc;
-use crate::runsdb::{PgDatabase, RunsDb};
+use crate::runsdb::{PG_PREFIX, RunsDb};
 use anyhow::{Context, Result, bail};
+use callgate_store_postgres::scratch::ScratchDatabase;
 use reqwest::Url;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a start may take (a 1M-run database is scanned once at start).
@@ -30,9 +30,6 @@ pub struct Launch {
     pub keep_databases: bool,
 }
 
-/// Numbers the PostgreSQL databases of one bench run.
-static PG_STARTS: AtomicU32 = AtomicU32::new(0);
-
 /// A running callgate.
 pub struct Callgate {
     pub proc: Proc,
@@ -43,7 +40,7 @@ pub struct Callgate {
     /// Where its runs are, for the timings read after each load.
     pub runs: RunsDb,
     /// The PostgreSQL database made for it, dropped when it stops.
-    pg: Option<PgDatabase>,
+    pg: Option<ScratchDatabase>,
     keep_database: bool,
     http: reqwest::Client,
     admin_token: String,
@@ -87,9 +84,11 @@ impl Callgate {
             Some(_) if !first_start => {
                 bail!("a restart on an existing PostgreSQL database is not supported")
             }
-            Some(admin) => {
-                Some(PgDatabase::create(admin, PG_STARTS.fetch_add(1, Ordering::Relaxed)).await?)
-            }
+            Some(admin) => Some(
+                ScratchDatabase::create_with_prefix(admin.as_str(), PG_PREFIX)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot create the server's database: {e}"))?,
+            ),
             None => None,
         };
         let mut cmd = Command::new(&launch.bin);
@@ -108,7 +107,7 @@ impl Callgate {
             .env("CALLGATE_ADMIN_TOKEN", &launch.admin_token)
             .env("CALLGATE_LOG", &launch.log_filter);
         if let Some(db) = &pg {
-            cmd.env("CALLGATE_DATABASE_URL", db.url().as_str());
+            cmd.env("CALLGATE_DATABASE_URL", db.url());
         }
         let started = Instant::now();
         let mut proc = Proc::spawn("callgate", cmd, log)?;
@@ -136,7 +135,7 @@ impl Callgate {
             .timeout(Duration::from_secs(60))
             .build()?;
         let runs = match &pg {
-            Some(db) => RunsDb::postgres(&db.url()).await?,
+            Some(db) => RunsDb::postgres(db.url()).await?,
             None => RunsDb::Sqlite(db_path(data_dir)),
         };
         Ok((
@@ -159,9 +158,11 @@ impl Callgate {
         self.proc.stop(Duration::from_secs(20)).await?;
         if let Some(db) = self.pg.take() {
             if self.keep_database {
-                eprintln!("database kept: {}", db.name());
+                eprintln!("database kept: {}", db.keep());
             } else {
-                db.drop_database().await?;
+                db.drop_database()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot drop the server's database: {e}"))?;
             }
         }
         Ok(())

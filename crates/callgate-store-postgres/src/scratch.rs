@@ -1,6 +1,6 @@
-//! Throwaway databases for tests: `ScratchDatabase::create(admin_url)` makes a fresh, empty
-//! database `cg_test_<random>` on the server `admin_url` points at and drops it again when
-//! done, so every test starts from nothing and tests can run in parallel.
+//! Throwaway databases for tests and the benchmark: `ScratchDatabase::create(admin_url)` makes a
+//! fresh, empty database `cg_test_<random>` on the server `admin_url` points at and drops it
+//! again when done, so every test starts from nothing and tests can run in parallel.
 
 use crate::util::db_err;
 use callgate_store::{StoreError, StoreResult};
@@ -18,10 +18,24 @@ impl ScratchDatabase {
     /// Creates the database through `admin_url`, a `postgres://` URL of a role allowed to
     /// create databases (its own database is only used to connect).
     pub async fn create(admin_url: &str) -> StoreResult<Self> {
-        let name = format!("cg_test_{}", uuid::Uuid::new_v4().simple());
+        Self::create_with_prefix(admin_url, "cg_test_").await
+    }
+
+    /// `create` with another name prefix (ASCII letters, digits and `_`), so a database left
+    /// over by an interrupted run says whose it was.
+    pub async fn create_with_prefix(admin_url: &str, prefix: &str) -> StoreResult<Self> {
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(StoreError::Internal(format!(
+                "invalid database name prefix {prefix:?}"
+            )));
+        }
+        let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
         let url = with_database(admin_url, &name)?;
         let admin = connect(admin_url).await?;
-        // The name is generated above from hex digits only, so it needs no quoting.
+        // The name is the checked prefix and hex digits, so it needs no quoting.
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
@@ -41,6 +55,12 @@ impl ScratchDatabase {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Leaves the database in place (for a look afterwards); returns its name.
+    pub fn keep(mut self) -> String {
+        self.dropped = true;
+        self.name.clone()
     }
 
     /// Drops the database now, closing whatever connections still use it.
