@@ -11,6 +11,7 @@
 mod agents;
 mod claims;
 mod db;
+mod inserts;
 mod lifecycle;
 mod nodes;
 mod notify;
@@ -57,6 +58,7 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// Work hints to the other nodes, sent after the commits they announce.
     notifier: notify::Notifier,
+    inserter: inserts::RunInserter,
 }
 
 impl PgStore {
@@ -133,10 +135,12 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
         let notifier = notify::Notifier::start(pool.clone());
+        let inserter = inserts::RunInserter::start(pool.clone());
         Ok(Self {
             pool,
             config,
             notifier,
+            inserter,
         })
     }
 

@@ -11,27 +11,8 @@ use async_trait::async_trait;
 use callgate_domain::lifecycle::RunStatus;
 use callgate_store::*;
 use jiff::Timestamp;
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
-
-/// A new run, its first history entry and its agent's run count, in one statement. The count
-/// goes to a slot of the session, not the agent's row (migration 0005).
-const INSERT_RUN: &str = "WITH run AS (
-         INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
-         version_number, environment, phone_number, from_number, config_id, provider,
-         status, initial_status, max_attempts, created_at, scheduled_for,
-         initial_context, system_context, metadata, external_id,
-         unresolved_variables, greeting, api_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15,
-         $16, $17, $18, $19, $20, $21, $22, $23)
-         RETURNING id, status, created_at
-     ), event AS (
-         INSERT INTO run_events (run_id, seq, status, at, attempt)
-         SELECT id, 1, status, created_at, 1 FROM run
-     )
-     INSERT INTO agent_run_counts (agent_id, slot, runs)
-     VALUES ($4, (pg_backend_pid() % 64)::smallint, 1)
-     ON CONFLICT (agent_id, slot) DO UPDATE SET runs = agent_run_counts.runs + 1";
 
 #[async_trait]
 impl RunStore for PgStore {
@@ -42,46 +23,17 @@ impl RunStore for PgStore {
     }
 
     async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
-        let mut c = self.client().await?;
         let created_at = ts(run.created_at);
-        let initial_context = Json(&run.initial_context);
-        let system_context = Json(&run.system_context);
-        let metadata = run.metadata.as_ref().map(Json);
-        let unresolved = Json(&run.unresolved_variables);
-        let max_attempts = i64::from(run.max_attempts);
-        let params: [&(dyn ToSql + Sync); 23] = [
-            &run.id,
-            &run.call_id,
-            &run.org_id,
-            &run.agent_id,
-            &run.workflow_uuid,
-            &run.version_id,
-            &run.version_number,
-            &run.environment.as_str(),
-            &run.phone_number,
-            &run.from_number,
-            &run.config_id,
-            &run.provider,
-            &run.status.as_str(),
-            &max_attempts,
-            &created_at,
-            &ts(run.scheduled_for),
-            &initial_context,
-            &system_context,
-            &metadata,
-            &run.external_id,
-            &unresolved,
-            &run.greeting,
-            &run.api_key_id,
-        ];
+        let columns = crate::inserts::RunColumns::of(&run)?;
         match &idem {
-            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+            // Written with the other runs that arrive meanwhile (`inserts`).
             None => {
-                exec(&c, INSERT_RUN, &params).await?;
+                self.inserter.insert(columns).await?;
             }
             Some(k) => {
+                let mut c = self.client().await?;
                 let tx = c.transaction().await.map_err(db_err)?;
-                exec(&tx, INSERT_RUN, &params).await?;
+                crate::inserts::insert_all(&tx, std::iter::once(&columns)).await?;
                 exec_unique(
                     &tx,
                     "INSERT INTO idempotency_keys (api_key_id, route, key, body_hash, run_id,

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "live_counts",
         include_str!("../migrations/0006_live_counts.sql"),
     ),
+    (
+        7,
+        "one_live_index",
+        include_str!("../migrations/0007_one_live_index.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed key of the advisory lock (ASCII "callgate" as a 64-bit integer), so it

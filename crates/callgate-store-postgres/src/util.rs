@@ -1,7 +1,7 @@
 //! Conversions between records and PostgreSQL values, and the mapping of driver errors to
 //! `StoreError`.
 
-use callgate_store::StoreError;
+use callgate_store::{StoreError, StoreResult};
 use deadpool_postgres::PoolError;
 use jiff::Timestamp;
 use tokio_postgres::Row;
@@ -111,4 +111,10 @@ pub fn hash32(v: &[u8]) -> [u8; 32] {
         out.copy_from_slice(v);
     }
     out
+}
+
+/// A value for a JSON column, sent as text and cast by the statement (arrays of `Json` are
+/// not what the batch statements bind).
+pub fn json_text<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("cannot encode JSON: {e}")))
 }

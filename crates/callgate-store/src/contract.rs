@@ -74,6 +74,7 @@ macro_rules! store_contract_tests {
             lifecycle_updates_move_forward_and_ignore_duplicates,
             ending_an_answered_call_deducts_its_seconds_from_the_quota,
             batched_updates_apply_in_order_and_fail_alone,
+            a_batch_leaves_a_run_as_the_same_updates_one_by_one,
             concurrent_updates_of_one_run_apply_once,
             live_runs_and_queue_counts_follow_the_statuses,
             runs_of_silent_nodes_are_orphans,

@@ -290,6 +290,102 @@ pub async fn batched_updates_apply_in_order_and_fail_alone(store: Arc<dyn Store>
     );
 }
 
+/// Everything a call reports, from the dial to its results, for `run`: ignored signals
+/// among them, and a provider id that first arrives with an ignored signal.
+fn whole_call(run: RunId) -> Vec<(RunId, RunUpdate)> {
+    let mut ringing = RunUpdate::new(CallSignal::Ringing, t(3));
+    ringing.provider_status = Some("ringing".into());
+    let mut late_dial = RunUpdate::new(CallSignal::Dialing, t(3));
+    late_dial.provider_call_id = Some("CA-first".into());
+    let mut answered = RunUpdate::new(
+        CallSignal::Answered {
+            answered_by: Some("human".into()),
+        },
+        at_ms(4_250),
+    );
+    answered.provider_call_id = Some("CA-second".into());
+    let mut late_ring = RunUpdate::new(CallSignal::Ringing, t(5));
+    late_ring.detail = Some("late".into());
+    let mut end = RunUpdate::new(
+        signal_ended(Outcome::Completed, "user_hangup"),
+        at_ms(65_000),
+    );
+    end.provider_status = Some("completed".into());
+    end.detail = Some("caller hung up".into());
+    end.transcript = Some(vec![TranscriptEntry {
+        role: "agent".into(),
+        text: "Hello".into(),
+        at: at_ms(4_300),
+    }]);
+    end.recording_url = Some("https://example.test/rec.wav".into());
+    end.extracted = Some(json!({"interested": true}));
+    end.error = Some("none".into());
+    let mut after_end = RunUpdate::new(CallSignal::Answered { answered_by: None }, t(70));
+    after_end.transcript = Some(Vec::new());
+    vec![
+        (run, RunUpdate::new(CallSignal::Dialing, t(2))),
+        (run, ringing),
+        (run, late_dial),
+        (run, answered),
+        (run, late_ring),
+        (run, end),
+        (run, after_end),
+    ]
+}
+
+pub async fn a_batch_leaves_a_run_as_the_same_updates_one_by_one(store: Arc<dyn Store>) {
+    let w = world(store.as_ref(), "acme").await;
+    let org = w.tn.org.id;
+    store.set_quota(org, Some(1_000)).await.unwrap();
+    let single = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(1)).await;
+    let batched = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(1)).await;
+    let mut one_by_one = Vec::new();
+    for (id, u) in whole_call(single.id) {
+        one_by_one.push(store.apply_update(id, u).await.unwrap());
+    }
+    let in_batch: Vec<AppliedUpdate> = store
+        .apply_updates(whole_call(batched.id).into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let outcome = |a: &AppliedUpdate| (a.before, a.after, a.changed, a.outcome);
+    assert_eq!(
+        one_by_one.iter().map(outcome).collect::<Vec<_>>(),
+        in_batch.iter().map(outcome).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        in_batch.iter().filter(|a| a.changed).count(),
+        4,
+        "dialing, ringing, in progress, ended"
+    );
+    let a = store.get_run(org, single.id).await.unwrap();
+    let b = store.get_run(org, batched.id).await.unwrap();
+    // Everything but the identity of the run is the same.
+    let comparable = |r: &Run| {
+        let mut r = r.clone();
+        r.id = RunId::default();
+        r.call_id = uuid::Uuid::nil();
+        r
+    };
+    assert_eq!(comparable(&a), comparable(&b));
+    assert_eq!(b.provider_call_id.as_deref(), Some("CA-first"));
+    assert_eq!(b.answered_by.as_deref(), Some("human"));
+    assert_eq!(b.duration_seconds, Some(61));
+    assert_eq!(b.transcript.len(), 1);
+    assert_eq!(
+        b.events.len(),
+        5,
+        "queued, dialing, ringing, in progress, ended"
+    );
+    assert_eq!(
+        store.get_org(org).await.unwrap().quota_seconds_remaining,
+        Some(1_000 - 2 * 61),
+        "each call charged once"
+    );
+}
+
 pub async fn concurrent_updates_of_one_run_apply_once(store: Arc<dyn Store>) {
     let w = world(store.as_ref(), "acme").await;
     let org = w.tn.org.id;
