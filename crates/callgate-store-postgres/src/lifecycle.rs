@@ -179,18 +179,20 @@ pub async fn apply_one<C: GenericClient>(
 /// statement, the state machine runs here, and every row change, history entry and quota
 /// charge of the batch is written by one statement each. Per update this was five to seven
 /// statements (savepoint, read, update, event, release), which is what a busy PostgreSQL
-/// spent most of its time on. A batch whose set-based write fails is applied again the old
-/// way, one savepoint per update, so an update that fails still fails alone.
+/// spent most of its time on. A batch the database refuses is applied again the old way, one
+/// savepoint per update, so an update that fails still fails alone.
 pub async fn apply_many(
     c: &mut deadpool_postgres::Client,
     updates: std::sync::Arc<[(RunId, RunUpdate)]>,
 ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
     match apply_set(c, &updates).await {
-        Ok(results) => Ok(results),
+        // A lost connection, a deadlock or a server going away: the caller retries the batch.
+        Err(e @ StoreError::Unavailable(_)) => Err(e),
         Err(e) => {
-            tracing::debug!(error = %e, "set-based lifecycle batch failed; applying one by one");
+            tracing::warn!(error = %e, "set-based lifecycle batch failed; applying one by one");
             apply_each(c, &updates).await
         }
+        ok => ok,
     }
 }
 
