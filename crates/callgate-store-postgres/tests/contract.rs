@@ -415,3 +415,52 @@ async fn live_counts_follow_claims_and_batched_lifecycle_updates() {
     drop((client, store));
     db.drop_database().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_the_database_refuses_fails_alone_in_its_batch() {
+    use callgate_domain::lifecycle::{CallSignal, Outcome, RunStatus};
+    use callgate_store::contract::fixtures::{run, signal_ended, t, world};
+    use callgate_store::{RunStore, RunUpdate};
+    let Some(admin) = admin_url("an_update_the_database_refuses_fails_alone_in_its_batch") else {
+        return;
+    };
+    let db = ScratchDatabase::create(&admin).await.unwrap();
+    let store = PgStore::connect(db.url(), 4).await.unwrap();
+    let w = world(&store, "Acme").await;
+    let org = w.tn.org.id;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            run(&store, &w.agent, &w.config, RunStatus::Queued, t(i))
+                .await
+                .id,
+        );
+    }
+    // PostgreSQL text cannot hold a NUL character: the batch's one UPDATE fails, and the
+    // batch is applied again update by update, where only this one fails.
+    let mut refused = RunUpdate::new(signal_ended(Outcome::Failed, "error"), t(5));
+    refused.error = Some("carrier said \0".into());
+    let batch: Arc<[_]> = vec![
+        (ids[0], RunUpdate::new(CallSignal::Ringing, t(5))),
+        (ids[1], refused),
+        (ids[2], RunUpdate::new(CallSignal::Ringing, t(5))),
+    ]
+    .into();
+    let results = store.apply_updates(batch).await.unwrap();
+    assert!(results[0].as_ref().is_ok_and(|a| a.changed), "{results:?}");
+    assert!(
+        matches!(results[1], Err(StoreError::Internal(_))),
+        "{results:?}"
+    );
+    assert!(results[2].as_ref().is_ok_and(|a| a.changed), "{results:?}");
+    let status = |i: usize| {
+        let store = &store;
+        let id = ids[i];
+        async move { store.get_run(org, id).await.unwrap().status }
+    };
+    assert_eq!(status(0).await, RunStatus::Ringing);
+    assert_eq!(status(1).await, RunStatus::Queued);
+    assert_eq!(status(2).await, RunStatus::Ringing);
+    drop(store);
+    db.drop_database().await.unwrap();
+}
