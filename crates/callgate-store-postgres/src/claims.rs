@@ -1,7 +1,7 @@
 //! Dispatcher claims: moving due queued runs to `dialing` (SPEC §8.2, §8.3), safely with
 //! several nodes claiming from one queue at once.
 
-use crate::db::{exec, one_row, opt_row, rows};
+use crate::db::{exec, one_row, rows};
 use crate::util::{get, get_u32, ts};
 use callgate_domain::pacing::Pacer;
 use callgate_store::*;
@@ -69,14 +69,6 @@ pub async fn claim<C: GenericClient>(
         .collect()
 }
 
-async fn count<C: GenericClient>(
-    c: &C,
-    sql: &str,
-    p: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> StoreResult<i64> {
-    get(&one_row(c, sql, p).await?, 0)
-}
-
 /// Counts live runs, takes pacing slots and claims, in the caller's transaction.
 ///
 /// The organisation row is locked first: every claim for any configuration of one
@@ -96,52 +88,41 @@ pub async fn claim_paced<C: GenericClient>(
         &[&org],
     )
     .await?;
-    // Kept by claims and lifecycle updates (migration 0006).
-    let live_org = count(
+    // One round trip for what the claim decides on: the live calls of the organisation and
+    // of the configuration (kept by claims and lifecycle updates, migration 0006), the due
+    // runs (at most a batch: slots are taken only for runs that exist, so an empty queue never
+    // burns pacing slots) and the pacing state (as text: the pacer holds 128-bit integers,
+    // which a JSON value would round). Read after the organisation's lock, so no other claim
+    // of the organisation changes them meanwhile.
+    let row = one_row(
         c,
-        "SELECT COALESCE(SUM(live), 0)::bigint FROM live_counts WHERE org_id = $1",
-        &[&org],
+        "SELECT
+             (SELECT COALESCE(SUM(live), 0)::bigint FROM live_counts WHERE org_id = $1),
+             (SELECT COALESCE(SUM(live), 0)::bigint FROM live_counts
+              WHERE org_id = $1 AND config_id = $2),
+             (SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'queued'
+              AND config_id = $2 AND scheduled_for <= $3 LIMIT $4) due),
+             (SELECT state::text FROM config_pacing WHERE config_id = $2)",
+        &[&org, &config, &ts(now), &i64::from(limits.max_batch)],
     )
     .await?;
+    let live_org: i64 = get(&row, 0)?;
+    let live_cfg: i64 = get(&row, 1)?;
     let mut free = (i64::from(limits.org_max_live) - live_org).min(i64::from(limits.max_batch));
     if let Some(max) = limits.config_max_live {
-        let live_cfg = count(
-            c,
-            "SELECT COALESCE(SUM(live), 0)::bigint FROM live_counts
-             WHERE org_id = $1 AND config_id = $2",
-            &[&org, &config],
-        )
-        .await?;
         free = free.min(i64::from(max) - live_cfg);
     }
     if free <= 0 {
         return Ok(Claim::default());
     }
-    // Take slots only for runs that exist, so an empty queue never burns pacing slots.
-    let due = count(
-        c,
-        "SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'queued' AND config_id = $1
-         AND scheduled_for <= $2 LIMIT $3) due",
-        &[&config, &ts(now), &free],
-    )
-    .await?;
+    let due = get::<i64>(&row, 2)?.min(free);
     if due == 0 {
         return Ok(Claim {
             drained: true,
             ..Claim::default()
         });
     }
-    // Read as text: the pacer holds 128-bit integers, which a JSON value would round.
-    let stored: Option<String> = match opt_row(
-        c,
-        "SELECT state::text FROM config_pacing WHERE config_id = $1",
-        &[&config],
-    )
-    .await?
-    {
-        Some(row) => get(&row, 0)?,
-        None => None,
-    };
+    let stored: Option<String> = get(&row, 3)?;
     let mut pacer = stored
         .and_then(|s| serde_json::from_str::<Pacer>(&s).ok())
         .filter(|p| p.calls_per_second() == limits.calls_per_second)
