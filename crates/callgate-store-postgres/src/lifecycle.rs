@@ -2,14 +2,14 @@
 //! state machine, with the run row locked so concurrent callbacks for a run (on any node) are
 //! applied one after another, and the quota deducted in the same transaction.
 
-use crate::db::{exec, opt_row, rows};
+use crate::db::{exec, rows};
 use crate::run_rows::status_of;
 use crate::util::{db_err, get, get_u32, json_text, ts};
 use callgate_domain::lifecycle::{CallSignal, Outcome, RunStatus, Transition, transition};
 use callgate_store::*;
 use deadpool_postgres::GenericClient;
 use jiff::Timestamp;
-use tokio_postgres::types::Json;
+use std::collections::HashMap;
 
 /// Billable seconds of a call: answered → ended, rounded up (SPEC §9). Microseconds, as
 /// stored, so a run's duration is the same whichever backend ended it.
@@ -19,168 +19,13 @@ fn billable_seconds(answered: Option<Timestamp>, ended: Timestamp) -> Option<i64
     Some((micros.max(0) + 999_999) / 1_000_000)
 }
 
-/// Appends an event to a run whose row the caller holds locked.
-pub(crate) async fn insert_event<C: GenericClient>(
-    c: &C,
-    run: RunId,
-    ev: &RunEvent,
-) -> StoreResult<()> {
-    exec(
-        c,
-        "INSERT INTO run_events (run_id, seq, status, at, attempt, provider_status, detail)
-         VALUES ($1, COALESCE((SELECT MAX(seq) FROM run_events WHERE run_id = $1), 0) + 1,
-                 $2, $3, $4, $5, $6)",
-        &[
-            &run,
-            &ev.status.as_str(),
-            &ts(ev.at),
-            &i64::from(ev.attempt),
-            &ev.provider_status,
-            &ev.detail,
-        ],
-    )
-    .await
-    .map(|_| ())
-}
-
-/// One lifecycle update inside the caller's transaction.
-pub async fn apply_one<C: GenericClient>(
-    c: &C,
-    id: RunId,
-    u: &RunUpdate,
-) -> StoreResult<AppliedUpdate> {
-    let row = opt_row(
-        c,
-        "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id
-         FROM runs WHERE id = $1 FOR UPDATE",
-        &[&id],
-    )
-    .await?
-    .ok_or(StoreError::NotFound)?;
-    let org_id: OrgId = get(&row, 0)?;
-    let config_id: ConfigId = get(&row, 1)?;
-    let status: String = get(&row, 2)?;
-    let attempt = get_u32(&row, 3)?;
-    let answered_at: Option<Timestamp> = get(&row, 4)?;
-    let provider_call_id: Option<String> = get(&row, 5)?;
-    let before = status_of(&status);
-    // The first provider id a run hears of stays its id, even on an otherwise ignored signal.
-    if let (None, Some(pid)) = (&provider_call_id, &u.provider_call_id) {
-        exec(
-            c,
-            "UPDATE runs SET provider_call_id = $2 WHERE id = $1",
-            &[&id, pid],
-        )
-        .await?;
-    }
-    let target = match transition(before, &u.signal) {
-        Transition::Ignore => {
-            return Ok(AppliedUpdate {
-                run_id: id,
-                org_id,
-                config_id,
-                before,
-                after: before,
-                changed: false,
-                outcome: None,
-            });
-        }
-        Transition::To(t) => t,
-    };
-    let at = ts(u.at);
-    let mut outcome = None;
-    match &u.signal {
-        CallSignal::Dialing => {
-            exec(
-                c,
-                "UPDATE runs SET status = 'dialing', dialed_at = $2 WHERE id = $1",
-                &[&id, &at],
-            )
-            .await?;
-        }
-        CallSignal::Ringing => {
-            exec(
-                c,
-                "UPDATE runs SET status = 'ringing' WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        }
-        CallSignal::Answered { answered_by } => {
-            exec(
-                c,
-                "UPDATE runs SET status = 'in_progress', answered_at = $2,
-                 answered_by = COALESCE($3, answered_by) WHERE id = $1",
-                &[&id, &at, answered_by],
-            )
-            .await?;
-        }
-        CallSignal::Ended { outcome: o, reason } => {
-            outcome = Some(*o);
-            let billable = billable_seconds(answered_at, u.at);
-            exec(
-                c,
-                "UPDATE runs SET status = 'ended', outcome = $2, ended_reason = $3,
-                 ended_at = $4, duration_seconds = $5,
-                 transcript = COALESCE($6, transcript),
-                 recording_url = COALESCE($7, recording_url),
-                 extracted = COALESCE($8, extracted), error = COALESCE($9, error),
-                 lease_owner = NULL
-                 WHERE id = $1",
-                &[
-                    &id,
-                    &o.as_str(),
-                    reason,
-                    &at,
-                    &billable,
-                    &u.transcript.as_ref().map(Json),
-                    &u.recording_url,
-                    &u.extracted.as_ref().map(Json),
-                    &u.error,
-                ],
-            )
-            .await?;
-            if let Some(secs) = billable.filter(|s| *s > 0) {
-                exec(
-                    c,
-                    "UPDATE organizations
-                     SET quota_seconds_remaining = quota_seconds_remaining - $2
-                     WHERE id = $1 AND quota_seconds_remaining IS NOT NULL",
-                    &[&org_id, &secs],
-                )
-                .await?;
-            }
-        }
-    }
-    insert_event(
-        c,
-        id,
-        &RunEvent {
-            status: target,
-            at: u.at,
-            attempt,
-            provider_status: u.provider_status.clone(),
-            detail: u.detail.clone(),
-        },
-    )
-    .await?;
-    Ok(AppliedUpdate {
-        run_id: id,
-        org_id,
-        config_id,
-        before,
-        after: target,
-        changed: true,
-        outcome,
-    })
-}
-
 /// Applies `updates` in order in one transaction: the runs are read and locked by one
 /// statement, the state machine runs here, and every row change, history entry and quota
 /// charge of the batch is written by one statement each. Per update this was five to seven
 /// statements (savepoint, read, update, event, release), which is what a busy PostgreSQL
-/// spent most of its time on. A batch the database refuses is applied again the old way, one
-/// savepoint per update, so an update that fails still fails alone.
+/// spent most of its time on. A batch the database refuses is applied again update by
+/// update, each in a savepoint, so an update that fails still fails alone. A single update
+/// (`apply_update`) is a batch of one.
 pub async fn apply_many(
     c: &mut deadpool_postgres::Client,
     updates: std::sync::Arc<[(RunId, RunUpdate)]>,
@@ -224,7 +69,7 @@ struct RunEnd {
     error: Option<String>,
 }
 
-/// Moves a run of the batch by one update, as `apply_one` would, without writing.
+/// Moves a run of the batch by one update through the state machine, without writing.
 fn step(
     run: &mut BatchRun,
     id: RunId,
@@ -291,13 +136,25 @@ async fn apply_set(
     updates: &[(RunId, RunUpdate)],
 ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
     let tx = c.transaction().await.map_err(db_err)?;
-    // Every run of the batch is locked up front, in id order: two nodes applying overlapping
-    // batches then take their locks in the same order and cannot deadlock.
+    let runs = lock_runs(&tx, updates).await?;
+    lock_charged_orgs(&tx, updates).await?;
+    let results = apply_locked(&tx, runs, updates).await?;
+    count_live_changes(&tx, results.iter().flatten()).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(results)
+}
+
+/// Reads and locks the runs `updates` name, in id order: two nodes applying overlapping
+/// batches then take their locks in the same order and cannot deadlock.
+async fn lock_runs<C: GenericClient>(
+    c: &C,
+    updates: &[(RunId, RunUpdate)],
+) -> StoreResult<HashMap<RunId, BatchRun>> {
     let mut ids: Vec<RunId> = updates.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     ids.dedup();
     let found = rows(
-        &tx,
+        c,
         "SELECT r.id, r.org_id, r.config_id, r.status, r.attempt, r.answered_at,
                 r.provider_call_id,
                 COALESCE((SELECT MAX(e.seq) FROM run_events e WHERE e.run_id = r.id), 0)
@@ -305,8 +162,7 @@ async fn apply_set(
         &[&ids],
     )
     .await?;
-    let mut runs: std::collections::HashMap<RunId, BatchRun> =
-        std::collections::HashMap::with_capacity(found.len());
+    let mut runs = HashMap::with_capacity(found.len());
     for row in &found {
         runs.insert(
             get(row, 0)?,
@@ -325,8 +181,16 @@ async fn apply_set(
             },
         );
     }
-    lock_charged_orgs(&tx, updates).await?;
+    Ok(runs)
+}
 
+/// Moves the locked `runs` through `updates` in order and writes what changed: the rows, the
+/// history entries and the quota charges, one statement each.
+async fn apply_locked<C: GenericClient>(
+    c: &C,
+    mut runs: HashMap<RunId, BatchRun>,
+    updates: &[(RunId, RunUpdate)],
+) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
     let mut results = Vec::with_capacity(updates.len());
     let mut events = EventRows::default();
     for (id, u) in updates {
@@ -350,15 +214,15 @@ async fn apply_set(
         }
     }
     if !rows_out.id.is_empty() {
-        rows_out.write(&tx).await?;
+        rows_out.write(c).await?;
     }
     if !events.run_id.is_empty() {
-        events.write(&tx).await?;
+        events.write(c).await?;
     }
     if !charges.is_empty() {
         let (orgs, secs): (Vec<OrgId>, Vec<i64>) = charges.into_iter().unzip();
         exec(
-            &tx,
+            c,
             "UPDATE organizations o
              SET quota_seconds_remaining = o.quota_seconds_remaining - c.secs
              FROM unnest($1::bigint[], $2::bigint[]) AS c(org_id, secs)
@@ -367,8 +231,6 @@ async fn apply_set(
         )
         .await?;
     }
-    count_live_changes(&tx, results.iter().flatten()).await?;
-    tx.commit().await.map_err(db_err)?;
     Ok(results)
 }
 
@@ -442,7 +304,7 @@ impl RunRows {
     }
 
     /// Columns a signal did not set keep their value (`COALESCE`); an end sets its own
-    /// columns outright, as `apply_one` does.
+    /// columns outright (a run ends once, so they were unset).
     async fn write<C: GenericClient>(&self, c: &C) -> StoreResult<()> {
         exec(
             c,
@@ -543,26 +405,22 @@ async fn apply_each(
     updates: &[(RunId, RunUpdate)],
 ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
     let mut tx = c.transaction().await.map_err(db_err)?;
-    // Lock every run of the batch up front, in id order (see `apply_set`).
-    let mut ids: Vec<RunId> = updates.iter().map(|(id, _)| *id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    rows(
-        &tx,
-        "SELECT id FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        &[&ids],
-    )
-    .await?;
+    lock_runs(&tx, updates).await?;
     lock_charged_orgs(&tx, updates).await?;
     let mut results = Vec::with_capacity(updates.len());
-    for (id, u) in updates {
+    for one in updates.chunks(1) {
         let sp = tx.savepoint("apply_update").await.map_err(db_err)?;
-        match apply_one(&sp, *id, u).await {
-            Ok(applied) => {
+        // Read again: an earlier update of the batch may have moved the same run.
+        let applied = match lock_runs(&sp, one).await {
+            Ok(runs) => apply_locked(&sp, runs, one).await,
+            Err(e) => Err(e),
+        };
+        match applied.map(|mut r| r.pop().unwrap_or(Err(StoreError::NotFound))) {
+            Ok(Ok(a)) => {
                 sp.commit().await.map_err(db_err)?;
-                results.push(Ok(applied));
+                results.push(Ok(a));
             }
-            Err(e) => {
+            Ok(Err(e)) | Err(e) => {
                 sp.rollback().await.map_err(db_err)?;
                 results.push(Err(e));
             }

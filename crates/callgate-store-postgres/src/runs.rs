@@ -227,13 +227,10 @@ impl RunStore for PgStore {
     }
 
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(db_err)?;
-        let applied = crate::lifecycle::apply_one(&tx, id, &u).await?;
-        crate::lifecycle::count_live_changes(&tx, std::iter::once(&applied)).await?;
-        tx.commit().await.map_err(db_err)?;
-        self.capacity_freed(&applied);
-        Ok(applied)
+        self.apply_updates(vec![(id, u)].into())
+            .await?
+            .pop()
+            .unwrap_or(Err(StoreError::NotFound))
     }
 
     async fn apply_updates(
