@@ -58,6 +58,7 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// Work hints to the other nodes, sent after the commits they announce.
     notifier: notify::Notifier,
+    /// New runs written in shared batches, one commit each.
     inserter: inserts::RunInserter,
 }
 

@@ -23,7 +23,6 @@ impl RunStore for PgStore {
     }
 
     async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
-        let created_at = ts(run.created_at);
         let columns = crate::inserts::RunColumns::of(&run)?;
         match &idem {
             // Written with the other runs that arrive meanwhile (`inserts`).
@@ -44,7 +43,7 @@ impl RunStore for PgStore {
                         &k.key,
                         &&k.body_hash[..],
                         &run.id,
-                        &created_at,
+                        &ts(run.created_at),
                     ],
                     &[("idempotency_keys_pkey", "idempotency_key_reused")],
                 )
