@@ -52,30 +52,7 @@ pub fn check_object(value: &Value, max_bytes: usize, max_depth: usize) -> Result
     if !value.is_object() {
         return Err(ContextError::NotObject);
     }
-    // Depth first: it is walked with an explicit stack, so even a value built in code (not
-    // parsed, hence not capped by serde_json's recursion limit) cannot overflow ours, and the
-    // serialiser below, which does recurse, only ever sees bounded depth.
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
-    while let Some((v, depth)) = stack.pop() {
-        if depth > max_depth {
-            return Err(ContextError::TooDeep { limit: max_depth });
-        }
-        match v {
-            Value::Object(map) => stack.extend(
-                map.values()
-                    .filter(|c| c.is_object() || c.is_array())
-                    .map(|c| (c, depth + 1)),
-            ),
-            Value::Array(items) => stack.extend(
-                items
-                    .iter()
-                    .filter(|c| c.is_object() || c.is_array())
-                    .map(|c| (c, depth + 1)),
-            ),
-            _ => {}
-        }
-    }
-    if serialized_len(value, max_bytes) > max_bytes {
+    if compact_len(value, max_depth)? > max_bytes {
         return Err(ContextError::TooLarge { limit: max_bytes });
     }
     Ok(())
@@ -94,28 +71,87 @@ pub fn check_metadata(value: &Value) -> Result<(), ContextError> {
 /// Length of `value` as compact JSON (what `serde_json::to_vec` would produce), counted
 /// without building the buffer. Counting stops being exact past `cap`: the writer refuses more
 /// bytes, which aborts serialisation early, and `cap + 1` is returned.
-fn serialized_len(value: &Value, cap: usize) -> usize {
-    struct Counter {
-        len: usize,
-        cap: usize,
-    }
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.len = self.len.saturating_add(buf.len());
-            if self.len > self.cap {
-                return Err(std::io::Error::other("over the limit"));
+/// The length of `value` as compact JSON (what serde_json writes), counted without writing it
+/// (every accepted trigger is measured, and serialising to count cost as much as the
+/// serialisation the store makes later), or `TooDeep` past `max_depth` (the value itself is
+/// level 1, every nested object or array adds one, scalars add none). One walk with an
+/// explicit stack: a value built in code is not capped by serde_json's recursion limit, and
+/// cannot overflow this.
+fn compact_len(value: &Value, max_depth: usize) -> Result<usize, ContextError> {
+    let mut len = 0usize;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((v, depth)) = stack.pop() {
+        let own = match v {
+            Value::Null | Value::Bool(true) => 4,
+            Value::Bool(false) => 5,
+            Value::Number(n) => number_len(n),
+            Value::String(s) => string_len(s),
+            Value::Array(_) | Value::Object(_) if depth > max_depth => {
+                return Err(ContextError::TooDeep { limit: max_depth });
             }
-            Ok(buf.len())
+            Value::Array(items) => {
+                stack.extend(items.iter().map(|c| (c, depth + 1)));
+                2 + items.len().saturating_sub(1)
+            }
+            Value::Object(map) => {
+                stack.extend(map.values().map(|c| (c, depth + 1)));
+                // Braces, one colon per member and the commas between members.
+                let keys: usize = map.keys().map(|k| string_len(k)).sum();
+                2 + map.len() + map.len().saturating_sub(1) + keys
+            }
+        };
+        len = len.saturating_add(own);
+    }
+    Ok(len)
+}
+
+/// A JSON string with its quotes and serde_json's escapes: two characters for `"`, `\\` and
+/// the control characters with a short form, six (`\u00XX`) for the other control characters.
+/// Eight bytes at a time: almost no text needs an escape, and a byte-by-byte count cost as much
+/// as writing the text.
+fn string_len(s: &str) -> usize {
+    fn escapes(bytes: &[u8]) -> usize {
+        bytes
+            .iter()
+            .map(|b| match b {
+                b'"' | b'\\' | 0x08 | 0x09 | 0x0A | 0x0C | 0x0D => 1,
+                0x00..=0x1F => 5,
+                _ => 0,
+            })
+            .sum()
+    }
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether some byte of `x` is below `n` (n ≤ 128): exact for "some", which is all we ask.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    let mut extra = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        if below(x, 0x20)
+            || below(x ^ (ONES * u64::from(b'"')), 1)
+            || below(x ^ (ONES * u64::from(b'\\')), 1)
+        {
+            extra += escapes(chunk);
         }
-        fn flush(&mut self) -> std::io::Result<()> {
+    }
+    s.len() + 2 + extra + escapes(chunks.remainder())
+}
+
+/// serde_json displays a number exactly as it serialises it.
+fn number_len(n: &serde_json::Number) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
             Ok(())
         }
     }
-    let mut counter = Counter { len: 0, cap };
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.len,
-        Err(_) => cap.saturating_add(1),
-    }
+    let mut c = Count(0);
+    let _ = std::fmt::write(&mut c, format_args!("{n}"));
+    c.0
 }
 
 #[cfg(test)]
@@ -167,6 +203,28 @@ mod tests {
             check_object(&v, 17, 16),
             Err(ContextError::TooLarge { limit: 17 })
         );
+    }
+
+    #[test]
+    fn counted_size_is_the_serialised_size() {
+        let values = [
+            json!({}),
+            json!([]),
+            json!({"a": null, "b": true, "c": false, "d": [], "e": {}}),
+            json!({"quote\"key": "back\\slash", "ctl": "\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}"}),
+            json!({"unicode": "héllo wörld ✓ 😀", "emoji_key_😀": 1}),
+            json!({"n": [0, -1, 18446744073709551615u64, -9223372036854775808i64, 1.5, -0.0, 1e300, 2.5e-8, 0.1, 123456789.125]}),
+            json!({"deep": [[{"x": [1, {"y": "z"}]}], [], [null]], "tail": "t"}),
+            json!({"visits": [{"date": "2026-11-23", "notes": "line\nbreak"}, {"date": "2026-11-24"}]}),
+            // Escapes at every position of an eight-byte word, and bytes just above the
+            // control range and with the high bit set next to them.
+            json!({"s": "abcdefg\"abcdef\\abcde\u{1}abcd\nabc\u{1f}ab\"\"a  !!#[]]\u{7f}é\u{80}ÿ\u{0}"}),
+            json!({"exactly_eight": "abcdefgh", "sixteen": "abcdefghabcdefg\"", "tail\t": "x"}),
+        ];
+        for v in values {
+            let expected = serde_json::to_vec(&v).unwrap().len();
+            assert_eq!(compact_len(&v, 16), Ok(expected), "{v}");
+        }
     }
 
     #[test]

@@ -93,19 +93,39 @@ pub fn dograh_run_json(run: &Run) -> Value {
     v
 }
 
-/// The trigger answer of SPEC §2.2.
-pub fn trigger_response(run: &Run) -> Value {
-    json!({
-        "status": "initiated",
-        "workflow_run_id": run.id,
-        "workflow_run_name": run_name(run.id, run.environment),
-        "call_id": run.call_id.to_string(),
-        "call_status": run.initial_status.as_str(),
-        "agent_version": run.version_number,
-        "telephony_configuration_id": run.config_id,
-        "from_number": run.from_number,
-        "scheduled_for": run.scheduled_for.to_string(),
-    })
+/// The trigger answer of SPEC §2.2, serialised straight from the run: it is written once per
+/// accepted trigger, and building a `Value` first allocated every key and value again.
+#[derive(serde::Serialize)]
+pub struct TriggerAnswer<'a> {
+    status: &'static str,
+    workflow_run_id: RunId,
+    workflow_run_name: String,
+    #[serde(serialize_with = "as_text")]
+    call_id: &'a uuid::Uuid,
+    call_status: &'static str,
+    agent_version: i64,
+    telephony_configuration_id: ConfigId,
+    from_number: Option<&'a str>,
+    #[serde(serialize_with = "as_text")]
+    scheduled_for: &'a jiff::Timestamp,
+}
+
+fn as_text<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+pub fn trigger_response(run: &Run) -> TriggerAnswer<'_> {
+    TriggerAnswer {
+        status: "initiated",
+        workflow_run_id: run.id,
+        workflow_run_name: run_name(run.id, run.environment),
+        call_id: &run.call_id,
+        call_status: run.initial_status.as_str(),
+        agent_version: run.version_number,
+        telephony_configuration_id: run.config_id,
+        from_number: run.from_number.as_deref(),
+        scheduled_for: &run.scheduled_for,
+    }
 }
 
 /// The answer of the outbound API (SPEC §3).

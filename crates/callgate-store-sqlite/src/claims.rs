@@ -13,12 +13,34 @@ use std::sync::Mutex;
 type Pacers = Mutex<HashMap<ConfigId, Pacer>>;
 
 /// Dispatch state one process keeps for its SQLite file (the writer thread is its only user):
-/// the pacing schedules and the live-call counts.
+/// the pacing schedules, the live-call counts and the lifecycle state of live runs.
 #[derive(Default)]
 pub struct Claims {
     pacers: Pacers,
     live: Mutex<LiveCounts>,
+    runs: Mutex<HashMap<RunId, LiveRun>>,
 }
+
+/// What a lifecycle update reads of its run before writing it, as the writer last wrote it
+/// (`runs::apply_one`). Every call has three or more updates, and the read before each was a
+/// tenth of the writer's work. Only live runs are kept (a run is written live by its trigger
+/// or by a lifecycle update, and leaves at its end); queued runs are not, so a dispatcher
+/// claim never changes a kept run. A rolled-back write cannot undo what it kept, so every
+/// rollback drops them all (`forget`), and the next update of each run reads it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveRun {
+    pub org_id: OrgId,
+    pub config_id: ConfigId,
+    pub status: callgate_domain::lifecycle::RunStatus,
+    pub attempt: u32,
+    pub answered_at: Option<i64>,
+    pub has_provider_call_id: bool,
+    pub dialed: bool,
+}
+
+/// Far more live calls than one SQLite node places; past it the kept states are dropped (a
+/// run whose end never arrives must not grow the map for ever).
+const MAX_KEPT_RUNS: usize = 200_000;
 
 /// Live runs (dialled, not ended) per organisation and configuration. Counting them in the
 /// index on every trigger cost as much as the trigger's insert once hundreds of calls were
@@ -32,10 +54,31 @@ struct LiveCounts {
 }
 
 impl Claims {
-    /// After a rollback: recount before the next use.
-    pub fn forget_live_counts(&self) {
+    /// After a rollback: recount before the next use, and read every run again.
+    pub fn forget(&self) {
         if let Ok(mut l) = self.live.lock() {
             l.fresh = false;
+        }
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.clear();
+        }
+    }
+
+    /// Takes the kept state of a run: a write that fails after this leaves nothing stale.
+    pub fn take_run(&self, id: RunId) -> Option<LiveRun> {
+        self.runs.lock().ok()?.remove(&id)
+    }
+
+    /// Keeps the state a write just gave a run, if it is live.
+    pub fn keep_run(&self, id: RunId, run: LiveRun) {
+        if !run.status.is_live() {
+            return;
+        }
+        if let Ok(mut runs) = self.runs.lock() {
+            if runs.len() >= MAX_KEPT_RUNS {
+                runs.clear();
+            }
+            runs.insert(id, run);
         }
     }
 

@@ -46,7 +46,7 @@ impl SqliteStore {
         let writer = Writer::start(
             conn,
             path.to_path_buf(),
-            Box::new(move || on_rollback.forget_live_counts()),
+            Box::new(move || on_rollback.forget()),
         )?;
         let readers = Readers::new(path.to_path_buf());
         Ok(Self {

@@ -1,6 +1,7 @@
 //! Runs: the durable queue, lifecycle updates and history.
 
 use crate::SqliteStore;
+use crate::claims::LiveRun;
 use crate::util::{
     append_event, db_err, from_ts, is_unique_violation, json_text, opt_ts, parse_json,
     parse_opt_json, parse_uuid, ts,
@@ -199,6 +200,28 @@ impl UpdateTexts {
     }
 }
 
+/// What a lifecycle update needs of a run the writer does not keep (see `LiveRun`).
+fn read_live_run(st: &mut BatchStatements<'_>, id: RunId) -> StoreResult<LiveRun> {
+    st.get(
+        "SELECT org_id, config_id, status, attempt, answered_at,
+                provider_call_id IS NOT NULL, dialed_at IS NOT NULL
+         FROM runs WHERE id = ?1",
+    )
+    .map_err(db_err)?
+    .query_row([id], |r| {
+        Ok(LiveRun {
+            org_id: r.get(0)?,
+            config_id: r.get(1)?,
+            status: status_of(&r.get::<_, String>(2)?),
+            attempt: r.get(3)?,
+            answered_at: r.get(4)?,
+            has_provider_call_id: r.get(5)?,
+            dialed: r.get(6)?,
+        })
+    })
+    .map_err(db_err)
+}
+
 /// One lifecycle update inside the current transaction.
 fn apply_one(
     st: &mut BatchStatements<'_>,
@@ -211,40 +234,25 @@ fn apply_one(
         transcript,
         extracted,
     } = texts;
-    let (org_id, config_id, status, attempt, answered_at, provider_call_id, dialed): (
-        OrgId,
-        ConfigId,
-        String,
-        u32,
-        Option<i64>,
-        Option<String>,
-        bool,
-    ) = st
-        .get(
-            "SELECT org_id, config_id, status, attempt, answered_at, provider_call_id,
-                    dialed_at IS NOT NULL
-                 FROM runs WHERE id = ?1",
-        )
-        .map_err(db_err)?
-        .query_row([id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .map_err(db_err)?;
-    let before = status_of(&status);
+    let run = match claims.take_run(id) {
+        Some(run) => run,
+        None => read_live_run(st, id)?,
+    };
+    let LiveRun {
+        org_id,
+        config_id,
+        status: before,
+        attempt,
+        answered_at,
+        has_provider_call_id,
+        dialed,
+    } = run;
     // The provider's id is kept from its first mention; a status change writes it in the same
     // row update (every statement below sets it), so only ignored signals need their own.
     let new_provider_id = u
         .provider_call_id
         .as_ref()
-        .filter(|_| provider_call_id.is_none());
+        .filter(|_| !has_provider_call_id);
     let target = match transition(before, &u.signal) {
         Transition::Ignore => {
             if let Some(pid) = new_provider_id {
@@ -254,6 +262,13 @@ fn apply_one(
                 )
                 .map_err(db_err)?;
             }
+            claims.keep_run(
+                id,
+                LiveRun {
+                    has_provider_call_id: has_provider_call_id || new_provider_id.is_some(),
+                    ..run
+                },
+            );
             return Ok(AppliedUpdate {
                 run_id: id,
                 org_id,
@@ -387,6 +402,20 @@ fn apply_one(
     if before.is_live() != target.is_live() {
         claims.live_changed(org_id, config_id, if target.is_live() { 1 } else { -1 });
     }
+    // Every live status written above also set `dialed_at` if it was unset.
+    claims.keep_run(
+        id,
+        LiveRun {
+            status: target,
+            answered_at: match u.signal {
+                CallSignal::Answered { .. } => Some(at),
+                _ => answered_at,
+            },
+            has_provider_call_id: has_provider_call_id || new_provider_id.is_some(),
+            dialed: dialed || target.is_live(),
+            ..run
+        },
+    );
     Ok(AppliedUpdate {
         run_id: id,
         org_id,
@@ -533,6 +562,18 @@ impl SqliteStore {
                 .map_err(db_err)?
                 .execute([run.agent_id])
                 .map_err(db_err)?;
+            claims.keep_run(
+                id,
+                LiveRun {
+                    org_id: run.org_id,
+                    config_id: run.config_id,
+                    status,
+                    attempt: 1,
+                    answered_at: None,
+                    has_provider_call_id: false,
+                    dialed: dial_at.is_some(),
+                },
+            );
             let mut record = new_run_into_record(id, run);
             record.status = status;
             record.dialed_at = dial_at;
@@ -834,5 +875,65 @@ impl RunStore for SqliteStore {
             Ok(n as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::SqliteStore;
+    use callgate_store::contract::fixtures::*;
+
+    /// A lifecycle update whose job is rolled back must not leave the state it wrote in the
+    /// writer's memory (`LiveRun`): the next update of that run has to see the stored status.
+    #[tokio::test]
+    async fn an_update_rolled_back_is_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("callgate.db")).unwrap();
+        let s: &dyn Store = &store;
+        let w = world(s, "acme").await;
+        let direct = DirectClaim {
+            limits: ClaimLimits {
+                org_max_live: 10,
+                config_max_live: None,
+                calls_per_second: 1000.0,
+                max_batch: 1,
+            },
+            node: "node-a".into(),
+        };
+        let new = new_run(s, &w.agent, &w.config, RunStatus::Queued, t(10)).await;
+        let run = store.enqueue_or_claim(new, None, &direct).await.unwrap();
+        assert_eq!(run.status, RunStatus::Dialing);
+
+        // The call is answered, then the job fails: its savepoint and transaction are undone.
+        let claims = store.claims.clone();
+        let id = run.id;
+        let failed = store
+            .write(move |c| {
+                let answered = RunUpdate::new(CallSignal::Answered { answered_by: None }, t(11));
+                let texts = UpdateTexts::of(&answered)?;
+                let applied =
+                    apply_one(&mut BatchStatements::new(c), &claims, id, &answered, texts)?;
+                assert_eq!(applied.after, RunStatus::InProgress);
+                Err::<(), _>(StoreError::Internal("a later step failed".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(
+            store.get_run(w.tn.org.id, id).await.unwrap().status,
+            RunStatus::Dialing
+        );
+
+        // Ringing moves a dialing run on; had the undone answer been remembered, the run
+        // would count as in progress and the ringing would be ignored.
+        let applied = apply(s, id, CallSignal::Ringing, t(12)).await;
+        assert_eq!(
+            (applied.before, applied.after),
+            (RunStatus::Dialing, RunStatus::Ringing)
+        );
+        let stored = store.get_run(w.tn.org.id, id).await.unwrap();
+        assert_eq!(stored.status, RunStatus::Ringing);
+        assert_eq!(stored.answered_at, None);
     }
 }

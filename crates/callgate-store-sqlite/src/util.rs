@@ -69,13 +69,16 @@ pub fn parse_uuid(s: &str) -> rusqlite::Result<uuid::Uuid> {
 
 /// SQL appending one entry (the SQL text expression `$entry`, a JSON object) to a run's
 /// `events` array, as text: the history is written only by these updates, and SQLite's
-/// `json_insert` would parse and re-serialise the whole array at every status change.
+/// `json_insert` would parse and re-serialise the whole array at every status change. The
+/// closing bracket goes with `rtrim`, which looks only at the end of the text: `substr` and
+/// `length` count characters from the start, twice per change. Every entry is an object, so
+/// only the array's own bracket ends in `]`.
 macro_rules! append_event {
     ($entry:literal) => {
         concat!(
             "CASE WHEN events = '[]' THEN '[' || ",
             $entry,
-            " || ']' ELSE substr(events, 1, length(events) - 1) || ',' || ",
+            " || ']' ELSE rtrim(events, ']') || ',' || ",
             $entry,
             " || ']' END"
         )

@@ -667,19 +667,20 @@ async fn replay(
 
 fn respond(call: &Call, run: &Run, agent_value: &Value, replayed: bool) -> Response {
     let body = match call.shape {
-        Shape::Trigger => views::trigger_response(run),
-        Shape::Outbound => views::outbound_response(run, agent_value),
+        Shape::Trigger => axum::Json(views::trigger_response(run)).into_response(),
+        Shape::Outbound => axum::Json(views::outbound_response(run, agent_value)).into_response(),
         Shape::InitiateCall => {
             let name = views::run_name(run.id, run.environment);
-            json!({
+            axum::Json(json!({
                 "message": format!("Call initiated successfully with run name {name}"),
                 "workflow_run_id": run.id,
                 "workflow_run_name": name,
                 "call_id": run.call_id.to_string(),
-            })
+            }))
+            .into_response()
         }
     };
-    let mut res = (StatusCode::OK, axum::Json(body)).into_response();
+    let mut res = (StatusCode::OK, body).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/calls/{}", run.call_id)) {
         res.headers_mut().insert(header::LOCATION, v);
     }
