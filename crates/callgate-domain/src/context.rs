@@ -68,9 +68,6 @@ pub fn check_metadata(value: &Value) -> Result<(), ContextError> {
     check_object(value, MAX_METADATA_BYTES, MAX_METADATA_DEPTH)
 }
 
-/// Length of `value` as compact JSON (what `serde_json::to_vec` would produce), counted
-/// without building the buffer. Counting stops being exact past `cap`: the writer refuses more
-/// bytes, which aborts serialisation early, and `cap + 1` is returned.
 /// The length of `value` as compact JSON (what serde_json writes), counted without writing it
 /// (every accepted trigger is measured, and serialising to count cost as much as the
 /// serialisation the store makes later), or `TooDeep` past `max_depth` (the value itself is
