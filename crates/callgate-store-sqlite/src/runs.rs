@@ -253,6 +253,11 @@ fn apply_one(
         .provider_call_id
         .as_ref()
         .filter(|_| !has_provider_call_id);
+    // What the writer keeps of the run after this update, whatever its status becomes.
+    let kept = LiveRun {
+        has_provider_call_id: has_provider_call_id || new_provider_id.is_some(),
+        ..run
+    };
     let target = match transition(before, &u.signal) {
         Transition::Ignore => {
             if let Some(pid) = new_provider_id {
@@ -262,13 +267,7 @@ fn apply_one(
                 )
                 .map_err(db_err)?;
             }
-            claims.keep_run(
-                id,
-                LiveRun {
-                    has_provider_call_id: has_provider_call_id || new_provider_id.is_some(),
-                    ..run
-                },
-            );
+            claims.keep_run(id, kept);
             return Ok(AppliedUpdate {
                 run_id: id,
                 org_id,
@@ -411,9 +410,8 @@ fn apply_one(
                 CallSignal::Answered { .. } => Some(at),
                 _ => answered_at,
             },
-            has_provider_call_id: has_provider_call_id || new_provider_id.is_some(),
             dialed: dialed || target.is_live(),
-            ..run
+            ..kept
         },
     );
     Ok(AppliedUpdate {
