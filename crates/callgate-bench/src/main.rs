@@ -235,6 +235,10 @@ async fn bench(o: Opts) -> Result<()> {
     if s.dispatch_rates.iter().any(|r| *r <= 0.0) || s.pacing_cps <= 0.0 {
         bail!("rates must be positive");
     }
+    // A rate is counted over its window: an empty window has none to report.
+    if s.measure.is_zero() || s.dispatch_time.is_zero() || s.pacing_time.is_zero() {
+        bail!("--duration, --dispatch-secs and --pacing-secs must be positive");
+    }
     let wants = |x: Scenario| o.only.is_empty() || o.only.contains(&x);
     eprintln!(
         "callgate-bench: {} CPUs ({}), load average {}; working in {}",
