@@ -164,13 +164,23 @@ impl Definition {
     /// `(node id, data.prompt)` of every startCall, agentNode, globalNode and endCall node
     /// with a non-empty prompt, in graph order.
     pub fn prompts(&self) -> Vec<(String, &str)> {
+        self.prompt_nodes()
+            .map(|(id, prompt)| (id.to_owned(), prompt))
+            .collect()
+    }
+
+    /// The prompts of [`Definition::prompts`] without their node ids.
+    pub fn prompt_texts(&self) -> impl Iterator<Item = &str> {
+        self.prompt_nodes().map(|(_, prompt)| prompt)
+    }
+
+    fn prompt_nodes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.nodes()
             .filter(|n| str_field(n, "type").is_some_and(|t| PROMPT_TYPES.contains(&t)))
             .filter_map(|n| {
                 let prompt = data_str(n, "prompt").filter(|p| !p.is_empty())?;
-                Some((str_field(n, "id")?.to_owned(), prompt))
+                Some((str_field(n, "id")?, prompt))
             })
-            .collect()
     }
 
     /// The declared variables (SPEC §5.4); empty when there are none or they do not parse.

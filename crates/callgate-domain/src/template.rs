@@ -73,6 +73,24 @@ pub fn render(template: &str, scope: &RenderScope<'_>) -> Rendered {
     Rendered { text, unresolved }
 }
 
+/// Appends to `into` the names [`render`] would report as unresolved, in the same order,
+/// leaving out names already there; nothing is rendered. A trigger reports the unresolved
+/// names of its agent's prompts but does not keep their text, and writing that text was most
+/// of what rendering them cost.
+pub fn unresolved_names(template: &str, scope: &RenderScope<'_>, into: &mut Vec<String>) {
+    for piece in Scanner::new(template) {
+        if let Piece::Tag {
+            name,
+            fallback: None,
+        } = piece
+        {
+            if matches!(lookup(name, scope), Found::Missing) && !into.iter().any(|u| u == name) {
+                into.push(name.to_owned());
+            }
+        }
+    }
+}
+
 /// Every variable name a template refers to (without the `initial_context.` prefix or the
 /// fallback), in order of first appearance, without duplicates. Built-ins are included; use
 /// [`is_builtin`] to leave them out.
@@ -385,6 +403,49 @@ mod tests {
         let r = run("[{{n}}][{{e}}]", json!({"n": null, "e": ""}));
         assert_eq!(r.text, "[][]");
         assert!(r.unresolved.is_empty());
+    }
+
+    #[test]
+    fn unresolved_names_are_those_render_reports() {
+        let vars = json!({"a": 1, "b": "", "c": null, "d": {"e": "x"}, "list": [1]});
+        let templates = [
+            "{{ a }} {{ z }} {{ y | fb }} {{ z }} {{ x }}",
+            "{{ b }}{{ c }}{{ d.e }}{{ d.f }}{{ list.0 }}{{ initial_context.q }}",
+            "{{ current_time }} {{ current_time_Nowhere/Land }} {{ current_weekday_Europe/Paris }}",
+            "{{ {\"json\": 1} }} {{ a {{ w }} {{ not closed",
+            "no tags at all",
+        ];
+        let Value::Object(vars) = vars else {
+            unreachable!()
+        };
+        let overlay: Map<String, Value> = [("z".to_owned(), json!("over"))].into_iter().collect();
+        for overlay in [None, Some(&overlay)] {
+            let scope = RenderScope {
+                vars: &vars,
+                overlay,
+                now: now(),
+            };
+            for t in templates {
+                let mut names = Vec::new();
+                unresolved_names(t, &scope, &mut names);
+                assert_eq!(names, render(t, &scope).unresolved, "{t}");
+            }
+            // Across templates: appended once, in order of first appearance.
+            let mut names = vec!["x".to_owned()];
+            for t in templates {
+                unresolved_names(t, &scope, &mut names);
+            }
+            let mut expected = vec!["x".to_owned()];
+            for t in templates {
+                for n in render(t, &scope).unresolved {
+                    if !expected.contains(&n) {
+                        expected.push(n);
+                    }
+                }
+            }
+            assert_eq!(names, expected);
+            assert!(names.len() > 3, "{names:?}");
+        }
     }
 
     #[test]

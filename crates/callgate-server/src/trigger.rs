@@ -9,7 +9,7 @@ use callgate_domain::E164;
 use callgate_domain::context::{check_initial_context, check_metadata};
 use callgate_domain::lifecycle::RunStatus;
 use callgate_domain::phone::PhoneError;
-use callgate_domain::template::{RenderScope, render};
+use callgate_domain::template::{RenderScope, render, unresolved_names};
 use callgate_domain::variables::apply_declarations;
 use callgate_store::*;
 use callgate_telephony::readiness;
@@ -595,15 +595,25 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
         r.text
     });
     let mut rendered_prompts = Vec::new();
-    for (node, prompt) in version.definition.prompts() {
-        let r = render(prompt, &scope);
-        note(r.unresolved);
-        rendered_prompts.push((node, r.text));
-    }
-    if let Some(extra) = &spec.extra_prompt {
-        let r = render(extra, &scope);
-        note(r.unresolved);
-        rendered_prompts.push(("context".into(), r.text));
+    if req.dry_run {
+        for (node, prompt) in version.definition.prompts() {
+            let r = render(prompt, &scope);
+            note(r.unresolved);
+            rendered_prompts.push((node, r.text));
+        }
+        if let Some(extra) = &spec.extra_prompt {
+            let r = render(extra, &scope);
+            note(r.unresolved);
+            rendered_prompts.push(("context".into(), r.text));
+        }
+    } else {
+        // Only the dry run shows the rendered prompts; a run needs their unresolved names.
+        for prompt in version.definition.prompt_texts() {
+            unresolved_names(prompt, &scope, &mut unresolved);
+        }
+        if let Some(extra) = &spec.extra_prompt {
+            unresolved_names(extra, &scope, &mut unresolved);
+        }
     }
 
     let limits = ClaimLimits {

@@ -85,6 +85,19 @@ fn load_agent(c: &Connection, org: OrgId, id: AgentId) -> StoreResult<AgentBundl
 }
 
 /// Registers paths for `agent`; a path any other agent ever held is a conflict.
+/// An agent as a write job sees it: its run count with the runs its transaction created,
+/// which are counted in the row only at the commit (`deferred`).
+fn load_agent_in_writer(
+    c: &Connection,
+    deferred: &crate::deferred::Deferred,
+    org: OrgId,
+    id: AgentId,
+) -> StoreResult<AgentBundle> {
+    let mut bundle = load_agent(c, org, id)?;
+    bundle.agent.total_runs += deferred.pending_agent_runs(id);
+    Ok(bundle)
+}
+
 fn claim_paths(c: &Connection, agent: AgentId, org: OrgId, paths: &[String]) -> StoreResult<()> {
     for path in paths {
         c.execute(
@@ -207,6 +220,7 @@ impl AgentStore for SqliteStore {
             .as_ref()
             .map(json_text)
             .transpose()?;
+        let deferred = self.deferred.clone();
         self.write(move |c| {
             let current = load_agent(c, org, id)?;
             if let Some(name) = &edit.name {
@@ -256,12 +270,13 @@ impl AgentStore for SqliteStore {
                 }
             }
             claim_paths(c, id, org, &edit.trigger_paths)?;
-            load_agent(c, org, id)
+            load_agent_in_writer(c, &deferred, org, id)
         })
         .await
     }
 
     async fn publish(&self, org: OrgId, id: AgentId, now: Timestamp) -> StoreResult<AgentBundle> {
+        let deferred = self.deferred.clone();
         self.write(move |c| {
             let current = load_agent(c, org, id)?;
             let Some(draft) = current.draft else {
@@ -278,12 +293,13 @@ impl AgentStore for SqliteStore {
                 params![draft.id, ts(now)],
             )
             .map_err(db_err)?;
-            load_agent(c, org, id)
+            load_agent_in_writer(c, &deferred, org, id)
         })
         .await
     }
 
     async fn set_owner(&self, org: OrgId, id: AgentId, user: UserId) -> StoreResult<AgentBundle> {
+        let deferred = self.deferred.clone();
         self.write(move |c| {
             let exists: Option<i64> = c
                 .query_row(
@@ -305,12 +321,13 @@ impl AgentStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            load_agent(c, org, id)
+            load_agent_in_writer(c, &deferred, org, id)
         })
         .await
     }
 
     async fn archive_agent(&self, org: OrgId, id: AgentId) -> StoreResult<AgentBundle> {
+        let deferred = self.deferred.clone();
         self.write(move |c| {
             let n = c
                 .execute(
@@ -321,7 +338,7 @@ impl AgentStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            load_agent(c, org, id)
+            load_agent_in_writer(c, &deferred, org, id)
         })
         .await
     }

@@ -29,6 +29,18 @@ pub fn open(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// State the store keeps beside the database that write jobs change (`claims::Claims`,
+/// `deferred::Deferred`): told by the writer how each job and transaction ended.
+pub trait TxnHooks: Send {
+    /// The job that just ran succeeded; its writes stand for as long as the transaction.
+    fn job_kept(&self);
+    /// Work was rolled back: the job that just ran (its savepoint, or a job that failed before
+    /// writing), and with `whole` the whole open transaction.
+    fn rolled_back(&self, whole: bool);
+    /// Runs inside the transaction just before its `COMMIT`; an error rolls it back whole.
+    fn before_commit(&self, conn: &Connection) -> rusqlite::Result<()>;
+}
+
 /// A write job: runs inside the batch transaction, answers after the commit.
 trait Job: Send {
     /// Runs the work; returns false when it failed (its savepoint is then rolled back).
@@ -97,14 +109,9 @@ impl Drop for Writer {
 }
 
 impl Writer {
-    /// `on_rollback` runs on the writer thread whenever work was rolled back (a failed
-    /// transaction or a job's savepoint), for state kept beside the database (see
-    /// `claims::Claims`).
-    pub fn start(
-        conn: Connection,
-        path: PathBuf,
-        on_rollback: Box<dyn Fn() + Send>,
-    ) -> StoreResult<Self> {
+    /// `beside` hears, on the writer thread, how each job and transaction ended, for state
+    /// kept beside the database (see `TxnHooks`).
+    pub fn start(conn: Connection, path: PathBuf, beside: Box<dyn TxnHooks>) -> StoreResult<Self> {
         // Checkpoints copy WAL pages back into the database file; done on the commit path they
         // stall every writer behind one unlucky commit, so a helper thread does them instead.
         // The writer's commits do not wait for the disk: the syncer thread flushes the WAL
@@ -139,7 +146,7 @@ impl Writer {
             .map_err(|e| StoreError::Internal(format!("cannot start sync thread: {e}")))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &wal, &synced_tx, on_rollback.as_ref()))
+            .spawn(move || writer_loop(conn, rx, &wal, &synced_tx, beside.as_ref()))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self { tx })
     }
@@ -198,6 +205,8 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
 /// restarts grows without end and every commit writes into fresh, uncached file pages. So this
 /// thread copies the bulk often, and the writer copies the last few frames between two batches
 /// (see `writer_loop`), after which the next commit starts the log over.
+// Out of line so that profiles name the thread's work (scripts/instructions.sh).
+#[inline(never)]
 fn checkpoint_loop(path: &Path, wal: &WalProgress) {
     let Ok(conn) = open(path) else {
         tracing::error!("checkpoint thread cannot open the database; the WAL will grow");
@@ -261,12 +270,14 @@ struct OpenTxn {
 /// share their table and index pages, so one commit per flush writes those pages once instead
 /// of once per job. A transaction also commits once it holds `MAX_BATCH` jobs, which bounds
 /// how much work one flush covers.
+// Out of line so that profiles name the thread's work (scripts/instructions.sh).
+#[inline(never)]
 fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Msg>,
     wal: &WalProgress,
     synced: &mpsc::Sender<Committed>,
-    on_rollback: &dyn Fn(),
+    beside: &dyn TxnHooks,
 ) {
     let mut open: Option<OpenTxn> = None;
     let mut flushing = false;
@@ -286,7 +297,7 @@ fn writer_loop(
             }
         }
         for job in incoming.drain(..) {
-            run_job(&conn, &mut open, job, on_rollback);
+            run_job(&conn, &mut open, job, beside);
         }
         let due = open
             .as_ref()
@@ -295,7 +306,10 @@ fn writer_loop(
             continue;
         }
         let Some(txn) = open.take() else { continue };
-        match exec(&conn, "COMMIT") {
+        let committed = beside
+            .before_commit(&conn)
+            .and_then(|()| exec(&conn, "COMMIT"));
+        match committed {
             Ok(()) => {
                 let wrote = conn.total_changes() != txn.changes_at_begin;
                 flushing = true;
@@ -310,7 +324,7 @@ fn writer_loop(
             }
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                on_rollback();
+                beside.rolled_back(true);
                 let e = crate::util::db_err(e);
                 for job in txn.jobs {
                     job.finish(Some(clone_err(&e)));
@@ -335,13 +349,13 @@ fn writer_loop(
 
 /// Runs one job in the open transaction, beginning one if none is open. A job that fails is
 /// answered at once (it wrote nothing that stays); a failure that cannot be undone alone rolls
-/// the whole transaction back and fails every job in it, whose callers retry. Every failure
-/// calls `on_rollback`: a failed job may have changed state kept beside the database.
+/// the whole transaction back and fails every job in it, whose callers retry. `beside` hears
+/// of every outcome: a failed job may have changed state kept beside the database.
 fn run_job(
     conn: &Connection,
     open: &mut Option<OpenTxn>,
     mut job: Box<dyn Job>,
-    on_rollback: &dyn Fn(),
+    beside: &dyn TxnHooks,
 ) {
     let txn = match open {
         Some(t) => t,
@@ -359,9 +373,10 @@ fn run_job(
     // The first job needs no savepoint: if it fails, the whole transaction is its own.
     if txn.jobs.is_empty() {
         if job.run(conn) {
+            beside.job_kept();
             txn.jobs.push(job);
         } else {
-            on_rollback();
+            beside.rolled_back(true);
             let _ = exec(conn, "ROLLBACK");
             *open = None;
             job.finish(None);
@@ -369,13 +384,13 @@ fn run_job(
         return;
     }
     let fatal = if job.savepoint() {
-        run_in_savepoint(conn, &mut job, on_rollback)
+        run_in_savepoint(conn, &mut job, beside)
     } else {
         let before = conn.total_changes();
         if job.run(conn) {
             Ok(true)
         } else {
-            on_rollback();
+            beside.rolled_back(false);
             if conn.total_changes() == before {
                 Ok(false)
             } else {
@@ -388,11 +403,14 @@ fn run_job(
         }
     };
     match fatal {
-        Ok(true) => txn.jobs.push(job),
+        Ok(true) => {
+            beside.job_kept();
+            txn.jobs.push(job);
+        }
         Ok(false) => job.finish(None),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            on_rollback();
+            beside.rolled_back(true);
             if let Some(t) = open.take() {
                 for j in t.jobs {
                     j.finish(Some(clone_err(&e)));
@@ -408,7 +426,7 @@ fn run_job(
 fn run_in_savepoint(
     conn: &Connection,
     job: &mut Box<dyn Job>,
-    on_rollback: &dyn Fn(),
+    beside: &dyn TxnHooks,
 ) -> StoreResult<bool> {
     let sql = |s: &str| exec(conn, s).map_err(crate::util::db_err);
     sql("SAVEPOINT job")?;
@@ -416,7 +434,7 @@ fn run_in_savepoint(
         sql("RELEASE job")?;
         Ok(true)
     } else {
-        on_rollback();
+        beside.rolled_back(false);
         sql("ROLLBACK TO job")?;
         sql("RELEASE job")?;
         Ok(false)
@@ -438,6 +456,8 @@ fn fail_all(jobs: Vec<Box<dyn Job>>, why: &str) {
 /// jobs while the disk works, and commits them as soon as this flush is done.
 /// Everything that acts outside the database (a dial, an answer to a trigger) waits for such an
 /// answer; only reads may see a commit up to one flush early.
+// Out of line so that profiles name the thread's work (scripts/instructions.sh).
+#[inline(never)]
 fn sync_loop(wal_path: PathBuf, rx: mpsc::Receiver<Committed>, writer: &mpsc::Sender<Msg>) {
     let mut file: Option<std::fs::File> = None;
     let mut pending: Vec<Committed> = Vec::new();
@@ -541,22 +561,45 @@ mod tests {
         rollbacks: Arc<AtomicUsize>,
     }
 
+    /// Counts rollbacks; before each commit, writes the keys in `at_commit` (a key already
+    /// there makes the commit fail).
+    struct Hooks {
+        rollbacks: Arc<AtomicUsize>,
+        at_commit: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl TxnHooks for Hooks {
+        fn job_kept(&self) {}
+
+        fn rolled_back(&self, _whole: bool) {
+            self.rollbacks.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn before_commit(&self, conn: &Connection) -> rusqlite::Result<()> {
+            let keys = std::mem::take(&mut *self.at_commit.lock().expect("lock"));
+            for k in keys {
+                conn.execute("INSERT INTO t (k) VALUES (?1)", [k])?;
+            }
+            Ok(())
+        }
+    }
+
     fn db() -> Db {
+        db_writing_at_commit(Arc::default())
+    }
+
+    fn db_writing_at_commit(at_commit: Arc<Mutex<Vec<String>>>) -> Db {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
         let conn = open(&path).expect("open");
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v BLOB)")
             .expect("schema");
         let rollbacks = Arc::new(AtomicUsize::new(0));
-        let counted = rollbacks.clone();
-        let writer = Writer::start(
-            conn,
-            path.clone(),
-            Box::new(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }),
-        )
-        .expect("writer");
+        let hooks = Hooks {
+            rollbacks: rollbacks.clone(),
+            at_commit,
+        };
+        let writer = Writer::start(conn, path.clone(), Box::new(hooks)).expect("writer");
         Db {
             _dir: dir,
             path,
@@ -717,6 +760,35 @@ mod tests {
         // The writer goes on.
         d.writer.submit(false, insert("d")).await.expect("d");
         assert_eq!(keys(&d.path), ["c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn writes_made_before_the_commit_commit_with_its_jobs_or_fail_them() {
+        let at_commit: Arc<Mutex<Vec<String>>> = Arc::default();
+        let d = db_writing_at_commit(at_commit.clone());
+        at_commit.lock().expect("lock").push("sum".into());
+        d.writer.submit(false, insert("a")).await.expect("a");
+        assert_eq!(keys(&d.path), ["a", "sum"]);
+        // A job whose transaction's write before the commit fails (a key already there): it
+        // fails, so does every other job of that transaction, and none of it is committed.
+        let held = occupy(&d.writer).await;
+        let spoil = at_commit.clone();
+        let (b, c) = tokio::join!(
+            d.writer.submit(false, move |conn: &Connection| {
+                spoil.lock().expect("lock").push("a".into());
+                insert("b")(conn)
+            }),
+            d.writer.submit(true, insert("c")),
+        );
+        held.await.expect("task").expect("held");
+        assert!(matches!(b, Err(StoreError::Internal(_))), "{b:?}");
+        let committed = keys(&d.path);
+        assert!(!committed.contains(&"b".to_owned()), "{committed:?}");
+        assert_eq!(committed.contains(&"c".to_owned()), c.is_ok(), "{c:?}");
+        assert!(d.rollbacks.load(Ordering::SeqCst) >= 1);
+        // The writer goes on.
+        d.writer.submit(false, insert("d")).await.expect("d");
+        assert!(keys(&d.path).contains(&"d".to_owned()));
     }
 
     #[tokio::test]

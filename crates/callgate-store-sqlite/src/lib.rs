@@ -10,6 +10,7 @@
 mod agents;
 mod claims;
 mod conn;
+mod deferred;
 mod runs;
 mod schema;
 mod telephony;
@@ -31,6 +32,28 @@ pub struct SqliteStore {
     /// table is enough.
     last_run_id: Arc<AtomicI64>,
     claims: Arc<claims::Claims>,
+    deferred: Arc<deferred::Deferred>,
+}
+
+/// What the writer tells the state kept beside the database (`conn::TxnHooks`).
+struct Beside {
+    claims: Arc<claims::Claims>,
+    deferred: Arc<deferred::Deferred>,
+}
+
+impl conn::TxnHooks for Beside {
+    fn job_kept(&self) {
+        self.deferred.job_kept();
+    }
+
+    fn rolled_back(&self, whole: bool) {
+        self.claims.forget();
+        self.deferred.rolled_back(whole);
+    }
+
+    fn before_commit(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        self.deferred.write(conn)
+    }
 }
 
 impl SqliteStore {
@@ -42,18 +65,19 @@ impl SqliteStore {
             .query_row("SELECT COALESCE(MAX(id), 0) FROM runs", [], |r| r.get(0))
             .map_err(util::db_err)?;
         let claims = Arc::new(claims::Claims::default());
-        let on_rollback = claims.clone();
-        let writer = Writer::start(
-            conn,
-            path.to_path_buf(),
-            Box::new(move || on_rollback.forget()),
-        )?;
+        let deferred = Arc::new(deferred::Deferred::default());
+        let beside = Beside {
+            claims: claims.clone(),
+            deferred: deferred.clone(),
+        };
+        let writer = Writer::start(conn, path.to_path_buf(), Box::new(beside))?;
         let readers = Readers::new(path.to_path_buf());
         Ok(Self {
             writer: Arc::new(writer),
             readers: Arc::new(readers),
             last_run_id: Arc::new(AtomicI64::new(last)),
             claims,
+            deferred,
         })
     }
 

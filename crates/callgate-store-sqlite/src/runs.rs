@@ -226,6 +226,7 @@ fn read_live_run(st: &mut BatchStatements<'_>, id: RunId) -> StoreResult<LiveRun
 fn apply_one(
     st: &mut BatchStatements<'_>,
     claims: &crate::claims::Claims,
+    deferred: &crate::deferred::Deferred,
     id: RunId,
     u: &RunUpdate,
     texts: UpdateTexts,
@@ -387,14 +388,8 @@ fn apply_one(
                 ],
             )
             .map_err(db_err)?;
-            if let Some(secs) = billable.filter(|s| *s > 0) {
-                st.exec(
-                    "UPDATE organizations
-                         SET quota_seconds_remaining = quota_seconds_remaining - ?2
-                         WHERE id = ?1 AND quota_seconds_remaining IS NOT NULL",
-                    params![org_id, secs],
-                )
-                .map_err(db_err)?;
+            if let Some(secs) = billable {
+                deferred.charge_quota(org_id, secs);
             }
         }
     }
@@ -445,6 +440,7 @@ impl SqliteStore {
             detail: None,
         }];
         let claims = self.claims.clone();
+        let deferred = self.deferred.clone();
         self.write_fast(move |c| {
             // The idempotency key first: its conflict is the one expected failure, and it
             // must come before any write (see `write_fast`).
@@ -556,10 +552,7 @@ impl SqliteStore {
             ])
             .map_err(db_err)?;
             let id = run.id;
-            c.prepare_cached("UPDATE agents SET total_runs = total_runs + 1 WHERE id = ?1")
-                .map_err(db_err)?
-                .execute([run.agent_id])
-                .map_err(db_err)?;
+            deferred.count_agent_run(run.agent_id);
             claims.keep_run(
                 id,
                 LiveRun {
@@ -787,9 +780,19 @@ impl RunStore for SqliteStore {
 
     async fn apply_update(&self, id: RunId, u: RunUpdate) -> StoreResult<AppliedUpdate> {
         let claims = self.claims.clone();
+        let deferred = self.deferred.clone();
         let texts = UpdateTexts::of(&u)?;
-        self.write_fast(move |c| apply_one(&mut BatchStatements::new(c), &claims, id, &u, texts))
-            .await
+        self.write_fast(move |c| {
+            apply_one(
+                &mut BatchStatements::new(c),
+                &claims,
+                &deferred,
+                id,
+                &u,
+                texts,
+            )
+        })
+        .await
     }
 
     async fn apply_updates(
@@ -797,6 +800,7 @@ impl RunStore for SqliteStore {
         updates: std::sync::Arc<[(RunId, RunUpdate)]>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>> {
         let claims = self.claims.clone();
+        let deferred = self.deferred.clone();
         // The writer thread is the one serial step of every call: what can be done before
         // it is done here.
         let texts: Vec<StoreResult<UpdateTexts>> =
@@ -806,7 +810,7 @@ impl RunStore for SqliteStore {
             Ok(updates
                 .iter()
                 .zip(texts)
-                .map(|((id, u), texts)| apply_one(&mut st, &claims, *id, u, texts?))
+                .map(|((id, u), texts)| apply_one(&mut st, &claims, &deferred, *id, u, texts?))
                 .collect())
         })
         .await
@@ -905,14 +909,14 @@ mod tests {
         assert_eq!(run.status, RunStatus::Dialing);
 
         // The call is answered, then the job fails: its savepoint and transaction are undone.
-        let claims = store.claims.clone();
+        let (claims, deferred) = (store.claims.clone(), store.deferred.clone());
         let id = run.id;
         let failed = store
             .write(move |c| {
                 let answered = RunUpdate::new(CallSignal::Answered { answered_by: None }, t(11));
                 let texts = UpdateTexts::of(&answered)?;
-                let applied =
-                    apply_one(&mut BatchStatements::new(c), &claims, id, &answered, texts)?;
+                let mut st = BatchStatements::new(c);
+                let applied = apply_one(&mut st, &claims, &deferred, id, &answered, texts)?;
                 assert_eq!(applied.after, RunStatus::InProgress);
                 Err::<(), _>(StoreError::Internal("a later step failed".into()))
             })

@@ -65,6 +65,43 @@ pub(crate) fn load_org(c: &Connection, id: OrgId) -> StoreResult<Organization> {
     .map_err(db_err)
 }
 
+/// An organisation as a write job sees it: less the quota charges its transaction still
+/// holds back for the commit (`deferred`).
+fn load_org_in_writer(
+    c: &Connection,
+    deferred: &crate::deferred::Deferred,
+    id: OrgId,
+) -> StoreResult<Organization> {
+    let mut org = load_org(c, id)?;
+    let pending = deferred.pending_charge(id);
+    if let Some(q) = org.quota_seconds_remaining.as_mut() {
+        *q -= pending;
+    }
+    Ok(org)
+}
+
+fn set_quota_in_writer(
+    c: &Connection,
+    deferred: &crate::deferred::Deferred,
+    id: OrgId,
+    seconds: Option<i64>,
+) -> StoreResult<Organization> {
+    // Calls that ended earlier in this transaction are charged only at its commit
+    // (`deferred`), after this write; their seconds are added here so that the quota set is
+    // what remains, as if they had been charged before it.
+    let pending = deferred.pending_charge(id);
+    let n = c
+        .execute(
+            "UPDATE organizations SET quota_seconds_remaining = ?2 + ?3 WHERE id = ?1",
+            params![id, seconds, pending],
+        )
+        .map_err(db_err)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    load_org_in_writer(c, deferred, id)
+}
+
 fn load_user(c: &Connection, org: OrgId, id: UserId) -> StoreResult<User> {
     c.query_row(
         &format!("SELECT {USER_COLS} FROM users WHERE id = ?1 AND org_id = ?2"),
@@ -132,6 +169,7 @@ impl TenantStore for SqliteStore {
 
     async fn update_org_settings(&self, id: OrgId, s: &OrgSettings) -> StoreResult<Organization> {
         let s = s.clone();
+        let deferred = self.deferred.clone();
         self.write(move |c| {
             let n = c
                 .execute(
@@ -148,25 +186,15 @@ impl TenantStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            load_org(c, id)
+            load_org_in_writer(c, &deferred, id)
         })
         .await
     }
 
     async fn set_quota(&self, id: OrgId, seconds: Option<i64>) -> StoreResult<Organization> {
-        self.write(move |c| {
-            let n = c
-                .execute(
-                    "UPDATE organizations SET quota_seconds_remaining = ?2 WHERE id = ?1",
-                    params![id, seconds],
-                )
-                .map_err(db_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            load_org(c, id)
-        })
-        .await
+        let deferred = self.deferred.clone();
+        self.write(move |c| set_quota_in_writer(c, &deferred, id, seconds))
+            .await
     }
 
     async fn create_user(
@@ -304,5 +332,56 @@ impl TenantStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Quota charges wait for the commit (`deferred`); a quota set in the same transaction
+    /// must still come out as if every write had happened in its order.
+    #[tokio::test]
+    async fn a_quota_set_between_deferred_charges_keeps_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("callgate.db")).unwrap();
+        let org = store
+            .create_org("acme", Timestamp::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .id;
+        let d = store.deferred.clone();
+        // A call ends (30 s), the quota is set to 100, another call ends (12 s).
+        let seen = store
+            .write(move |c| {
+                d.charge_quota(org, 30);
+                let set = set_quota_in_writer(c, &d, org, Some(100))?;
+                d.charge_quota(org, 12);
+                let after = load_org_in_writer(c, &d, org)?;
+                Ok((set.quota_seconds_remaining, after.quota_seconds_remaining))
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, (Some(100), Some(88)));
+        assert_eq!(
+            store.get_org(org).await.unwrap().quota_seconds_remaining,
+            Some(88)
+        );
+        // No quota: charges leave it unset.
+        let d = store.deferred.clone();
+        store
+            .write(move |c| {
+                d.charge_quota(org, 5);
+                set_quota_in_writer(c, &d, org, None)?;
+                d.charge_quota(org, 7);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_org(org).await.unwrap().quota_seconds_remaining,
+            None
+        );
     }
 }

@@ -251,3 +251,48 @@ async fn the_organisation_concurrency_limit_holds_while_calls_queue() {
         assert!(live <= 2, "{live} calls were live at once");
     }
 }
+
+/// The value of one sample line of a Prometheus text page, by its name and labels as printed.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_triggers_by_route_and_status_and_runs_by_outcome() {
+    let app = TestApp::spawn_with(Options {
+        simulator: sim_rules(),
+        ..Options::default()
+    })
+    .await;
+    // The recorder is one per process: other tests in it may have counted before.
+    let before = app.get("/metrics", "").await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    let ok = r#"callgate_triggers_total{route="trigger",status="200"}"#;
+    let bad_key = r#"callgate_triggers_total{route="trigger",status="401"}"#;
+    let busy = r#"callgate_runs_ended_total{outcome="busy"}"#;
+    let count = |page: &str, series: &str| sample(page, series).unwrap_or(0.0);
+    let (ok0, bad0, busy0) = (
+        count(&before.text, ok),
+        count(&before.text, bad_key),
+        count(&before.text, busy),
+    );
+
+    call(&app, "+14155550100").await;
+    let run = call(&app, "+14155550101").await;
+    assert_eq!(run["outcome"], "busy");
+    let path = format!("/api/v1/public/agent/{}", app.tenant.trigger_path);
+    let refused = app
+        .post(&path, "not-a-key", &json!({"phone_number": "+14155550100"}))
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+
+    let after = app.get("/metrics", "").await.text;
+    assert!(count(&after, ok) >= ok0 + 2.0, "{after}");
+    assert!(count(&after, bad_key) >= bad0 + 1.0, "{after}");
+    assert!(count(&after, busy) >= busy0 + 1.0, "{after}");
+    assert!(
+        after.contains("callgate_dispatch_latency_seconds_count"),
+        "{after}"
+    );
+}
