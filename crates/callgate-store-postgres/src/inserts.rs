@@ -197,7 +197,7 @@ async fn write_batch(pool: &Pool, batch: Vec<Pending>) {
     }
 }
 
-fn clone_err(e: &StoreError) -> StoreError {
+pub(crate) fn clone_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         other => StoreError::Internal(other.to_string()),

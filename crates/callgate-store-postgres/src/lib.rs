@@ -11,6 +11,7 @@
 mod agents;
 mod claims;
 mod db;
+mod ids;
 mod inserts;
 mod lifecycle;
 mod nodes;
@@ -60,6 +61,8 @@ pub struct PgStore {
     notifier: notify::Notifier,
     /// New runs written in shared batches, one commit each.
     inserter: inserts::RunInserter,
+    /// Run ids for the triggers waiting at once, one `nextval` round trip each batch.
+    run_ids: ids::RunIds,
 }
 
 impl PgStore {
@@ -137,11 +140,13 @@ impl PgStore {
             .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
         let notifier = notify::Notifier::start(pool.clone());
         let inserter = inserts::RunInserter::start(pool.clone());
+        let run_ids = ids::RunIds::start(pool.clone());
         Ok(Self {
             pool,
             config,
             notifier,
             inserter,
+            run_ids,
         })
     }
 

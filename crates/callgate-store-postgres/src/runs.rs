@@ -2,7 +2,7 @@
 //! the queue and lifecycle entry points (implemented in `claims`, `lifecycle` and `nodes`).
 
 use crate::PgStore;
-use crate::db::{exec, exec_unique, one_row, opt_row, rows};
+use crate::db::{exec, exec_unique, opt_row, rows};
 use crate::run_rows::{
     RUN_COLS, attach_events, load_run_where, new_run_into_record, run_row, status_of,
 };
@@ -17,9 +17,7 @@ use uuid::Uuid;
 #[async_trait]
 impl RunStore for PgStore {
     async fn allocate_run_id(&self) -> StoreResult<RunId> {
-        let c = self.client().await?;
-        let row = one_row(&c, "SELECT nextval('run_ids')", &[]).await?;
-        get(&row, 0)
+        self.run_ids.next().await
     }
 
     async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
