@@ -87,21 +87,13 @@ async fn take(pool: &Pool, n: usize) -> StoreResult<Vec<RunId>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PgStore;
-    use crate::scratch::ScratchDatabase;
     use std::collections::BTreeSet;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_get_distinct_ids_in_the_order_they_asked() {
-        let Some(admin) = std::env::var("CALLGATE_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            println!("SKIPPED: set CALLGATE_TEST_POSTGRES_URL to run the PostgreSQL tests");
+        let Some((db, store)) = crate::scratch_store().await else {
             return;
         };
-        let db = ScratchDatabase::create(&admin).await.unwrap();
-        let store = PgStore::connect(db.url(), 4).await.unwrap();
         let ids = RunIds::start(store.pool.clone());
         // Many at once: most are served by shared round trips.
         let asks: Vec<_> = (0..500)
@@ -133,5 +125,7 @@ mod tests {
         second.send(b_tx).unwrap();
         let (a, b) = (a_rx.await.unwrap().unwrap(), b_rx.await.unwrap().unwrap());
         assert!(a < b, "{a} then {b}");
+        drop(store);
+        db.drop_database().await.unwrap();
     }
 }

@@ -305,23 +305,15 @@ impl<'a> Columns<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::PgStore;
-    use crate::scratch::ScratchDatabase;
     use callgate_domain::lifecycle::RunStatus;
     use callgate_store::contract::fixtures::{new_run, run, t, world};
     use callgate_store::{AgentStore, RunStore};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_the_database_refuses_fails_alone_in_its_batch() {
-        let Some(admin) = std::env::var("CALLGATE_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            println!("SKIPPED: set CALLGATE_TEST_POSTGRES_URL to run the PostgreSQL tests");
+        let Some((db, store)) = crate::scratch_store().await else {
             return;
         };
-        let db = ScratchDatabase::create(&admin).await.unwrap();
-        let store = PgStore::connect(db.url(), 4).await.unwrap();
         let w = world(&store, "Acme").await;
         let taken = run(&store, &w.agent, &w.config, RunStatus::Queued, t(0)).await;
         let mut batch = Vec::new();

@@ -179,3 +179,21 @@ fn describe(config: &tokio_postgres::Config) -> String {
         .unwrap_or("postgres");
     format!("{host}:{port}/{db}")
 }
+
+/// For this crate's own tests: a store on a fresh scratch database, or `None` (and a line
+/// saying the test was skipped) when `CALLGATE_TEST_POSTGRES_URL` names no server.
+#[cfg(test)]
+async fn scratch_store() -> Option<(scratch::ScratchDatabase, PgStore)> {
+    let Some(admin) = std::env::var("CALLGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!("SKIPPED: set CALLGATE_TEST_POSTGRES_URL to run the PostgreSQL tests");
+        return None;
+    };
+    let db = scratch::ScratchDatabase::create(&admin)
+        .await
+        .expect("scratch database");
+    let store = PgStore::connect(db.url(), 4).await.expect("connect");
+    Some((db, store))
+}
