@@ -201,7 +201,7 @@ impl RunStore for PgStore {
         now: Timestamp,
     ) -> StoreResult<Vec<ClaimedRun>> {
         let c = self.client().await?;
-        crate::claims::claim(&c, config, limit, node, now).await
+        crate::claims::claim(&c, config, limit, node, now, None).await
     }
 
     async fn claim_paced(
