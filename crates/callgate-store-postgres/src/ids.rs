@@ -90,6 +90,7 @@ async fn take(pool: &Pool, n: usize) -> StoreResult<Vec<RunId>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
