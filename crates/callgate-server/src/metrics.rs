@@ -70,9 +70,11 @@ pub fn queue_depth(n: i64) {
 }
 
 pub fn dispatch_latency(seconds: f64) {
-    static HISTOGRAM: OnceLock<Mutex<HashMap<(), Histogram>>> = OnceLock::new();
-    cached(&HISTOGRAM, (), |_| {
-        metrics::histogram!("callgate_dispatch_latency_seconds")
-    })
-    .record(seconds);
+    static HISTOGRAM: OnceLock<Histogram> = OnceLock::new();
+    HISTOGRAM
+        .get_or_init(|| {
+            handle();
+            metrics::histogram!("callgate_dispatch_latency_seconds")
+        })
+        .record(seconds);
 }
