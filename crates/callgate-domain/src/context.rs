@@ -104,8 +104,8 @@ fn compact_len(value: &Value, max_depth: usize) -> Result<usize, ContextError> {
 
 /// A JSON string with its quotes and serde_json's escapes: two characters for `"`, `\\` and
 /// the control characters with a short form, six (`\u00XX`) for the other control characters.
-/// Eight bytes at a time: almost no text needs an escape, and a byte-by-byte count cost as much
-/// as writing the text.
+/// Scanned eight bytes at a time first: almost no text needs an escape, and a byte-by-byte count
+/// cost as much as writing the text.
 fn string_len(s: &str) -> usize {
     fn escapes(bytes: &[u8]) -> usize {
         bytes
@@ -117,24 +117,10 @@ fn string_len(s: &str) -> usize {
             })
             .sum()
     }
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Whether some byte of `x` is below `n` (n ≤ 128): exact for "some", which is all we ask.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
-    let mut chunks = s.as_bytes().chunks_exact(8);
-    let mut extra = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        if below(x, 0x20)
-            || below(x ^ (ONES * u64::from(b'"')), 1)
-            || below(x ^ (ONES * u64::from(b'\\')), 1)
-        {
-            extra += escapes(chunk);
-        }
+    if !crate::json_text::needs_escape(s.as_bytes()) {
+        return s.len() + 2;
     }
-    s.len() + 2 + extra + escapes(chunks.remainder())
+    s.len() + 2 + escapes(s.as_bytes())
 }
 
 /// serde_json displays a number exactly as it serialises it.

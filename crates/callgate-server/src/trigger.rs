@@ -543,7 +543,8 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
         state.store.allocate_run_id().await?
     };
     let call_id = Uuid::now_v7();
-    let mut system = Map::new();
+    // Sized for every entry below: growing an index map rehashes what it holds.
+    let mut system = Map::with_capacity(14);
     system.insert("direction".into(), json!("outbound"));
     system.insert("trigger_mode".into(), json!(req.env.as_str()));
     system.insert("called_number".into(), json!(spec.phone.as_str()));

@@ -106,8 +106,12 @@ pub struct TriggerAnswer<'a> {
     agent_version: i64,
     telephony_configuration_id: ConfigId,
     from_number: Option<&'a str>,
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "time_text")]
     scheduled_for: &'a jiff::Timestamp,
+}
+
+fn time_text<S: serde::Serializer>(t: &&jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    callgate_domain::rfc3339::serialize(t, s)
 }
 
 fn as_text<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {

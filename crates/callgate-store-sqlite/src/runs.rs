@@ -7,6 +7,7 @@ use crate::util::{
     parse_opt_json, parse_uuid, ts,
 };
 use async_trait::async_trait;
+use callgate_domain::json_text::{map_text, value_text};
 use callgate_domain::lifecycle::{CallSignal, Outcome, RunStatus, Transition, transition};
 use callgate_store::*;
 use jiff::Timestamp;
@@ -428,9 +429,9 @@ impl SqliteStore {
         idem: Option<IdempotencyClaim>,
         claim: Option<DirectClaim>,
     ) -> StoreResult<Run> {
-        let initial_context = json_text(&run.initial_context)?;
-        let system_context = json_text(&run.system_context)?;
-        let metadata = run.metadata.as_ref().map(json_text).transpose()?;
+        let initial_context = map_text(&run.initial_context);
+        let system_context = map_text(&run.system_context);
+        let metadata = run.metadata.as_ref().map(value_text);
         let unresolved = json_text(&run.unresolved_variables)?;
         let mut events = vec![RunEvent {
             status: run.status,

@@ -287,6 +287,7 @@ pub struct TranscriptEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEvent {
     pub status: RunStatus,
+    #[serde(serialize_with = "callgate_domain::rfc3339::serialize")]
     pub at: Timestamp,
     pub attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
