@@ -262,7 +262,7 @@ fn with_pacer<T>(
 /// For a run being written now: whether it may be dialled at once, and if so when (its
 /// pacing slot is taken). Runs already waiting for the configuration go first.
 pub fn direct_slot(
-    c: &Connection,
+    c: &crate::conn::WriteConn<'_>,
     claims: &Claims,
     config: ConfigId,
     org: OrgId,
@@ -270,11 +270,10 @@ pub fn direct_slot(
     now: Timestamp,
 ) -> StoreResult<Option<Timestamp>> {
     let waiting: bool = c
-        .prepare_cached(
+        .with_held(
             "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND config_id = ?1)",
+            |st| st.query_row([config], |r| r.get(0)),
         )
-        .map_err(db_err)?
-        .query_row([config], |r| r.get(0))
         .map_err(db_err)?;
     if waiting || live_room(c, claims, config, org, limits)? <= 0 {
         return Ok(None);

@@ -1,7 +1,8 @@
 //! Connections: the group-commit writer thread and the read pool.
 
 use callgate_store::{StoreError, StoreResult};
-use rusqlite::Connection;
+use rusqlite::{Connection, Params, Statement};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
@@ -29,6 +30,53 @@ pub fn open(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// The writer's connection as write jobs see it: the connection itself, and the statements
+/// of the hot jobs, prepared once for the writer's whole life. `prepare_cached` hashes and
+/// copies the whole SQL text on every use and hashes it again when the statement goes back.
+pub struct WriteConn<'c> {
+    conn: &'c Connection,
+    held: RefCell<Vec<(&'static str, Statement<'c>)>>,
+}
+
+impl<'c> WriteConn<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            held: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on the held statement of `sql`, preparing it on first use.
+    pub fn with_held<T>(
+        &self,
+        sql: &'static str,
+        f: impl FnOnce(&mut Statement<'c>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let mut held = self.held.borrow_mut();
+        let i = match held.iter().position(|(s, _)| *s == sql) {
+            Some(i) => i,
+            None => {
+                held.push((sql, self.conn.prepare(sql)?));
+                held.len() - 1
+            }
+        };
+        f(&mut held[i].1)
+    }
+
+    /// Executes `sql` through its held statement.
+    pub fn execute_held(&self, sql: &'static str, params: impl Params) -> rusqlite::Result<usize> {
+        self.with_held(sql, |st| st.execute(params))
+    }
+}
+
+impl std::ops::Deref for WriteConn<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
 /// State the store keeps beside the database that write jobs change (`claims::Claims`,
 /// `deferred::Deferred`): told by the writer how each job and transaction ended.
 pub trait TxnHooks: Send {
@@ -44,7 +92,7 @@ pub trait TxnHooks: Send {
 /// A write job: runs inside the batch transaction, answers after the commit.
 trait Job: Send {
     /// Runs the work; returns false when it failed (its savepoint is then rolled back).
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &WriteConn<'_>) -> bool;
     /// Whether the job needs a savepoint of its own: jobs that can fail after writing do.
     /// Savepoints are not free (SQLite copies every page a savepoint touches into a
     /// sub-journal), so the hot jobs are written to fail only before their first write.
@@ -60,8 +108,8 @@ struct TypedJob<T, F> {
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
-impl<T: Send, F: FnOnce(&Connection) -> StoreResult<T> + Send> Job for TypedJob<T, F> {
-    fn run(&mut self, conn: &Connection) -> bool {
+impl<T: Send, F: FnOnce(&WriteConn<'_>) -> StoreResult<T> + Send> Job for TypedJob<T, F> {
+    fn run(&mut self, conn: &WriteConn<'_>) -> bool {
         let Some(work) = self.work.take() else {
             return false;
         };
@@ -154,7 +202,7 @@ impl Writer {
     pub async fn submit<T, F>(&self, savepoint: bool, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&WriteConn<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job = TypedJob {
@@ -279,6 +327,7 @@ fn writer_loop(
     synced: &mpsc::Sender<Committed>,
     beside: &dyn TxnHooks,
 ) {
+    let held = WriteConn::new(&conn);
     let mut open: Option<OpenTxn> = None;
     let mut flushing = false;
     let mut stop = false;
@@ -297,7 +346,7 @@ fn writer_loop(
             }
         }
         for job in incoming.drain(..) {
-            run_job(&conn, &mut open, job, beside);
+            run_job(&held, &mut open, job, beside);
         }
         let due = open
             .as_ref()
@@ -352,7 +401,7 @@ fn writer_loop(
 /// the whole transaction back and fails every job in it, whose callers retry. `beside` hears
 /// of every outcome: a failed job may have changed state kept beside the database.
 fn run_job(
-    conn: &Connection,
+    conn: &WriteConn<'_>,
     open: &mut Option<OpenTxn>,
     mut job: Box<dyn Job>,
     beside: &dyn TxnHooks,
@@ -424,7 +473,7 @@ fn run_job(
 /// Runs a job that may fail after writing inside its own savepoint; `Ok(ran)`, or the error
 /// that leaves the transaction unusable.
 fn run_in_savepoint(
-    conn: &Connection,
+    conn: &WriteConn<'_>,
     job: &mut Box<dyn Job>,
     beside: &dyn TxnHooks,
 ) -> StoreResult<bool> {
@@ -618,7 +667,7 @@ mod tests {
             .expect("rows")
     }
 
-    fn insert(k: &str) -> impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static {
+    fn insert(k: &str) -> impl FnOnce(&WriteConn<'_>) -> StoreResult<()> + Send + 'static {
         let k = k.to_owned();
         move |c| {
             c.execute("INSERT INTO t (k) VALUES (?1)", [k])
@@ -629,7 +678,9 @@ mod tests {
 
     /// Inserts, then fails: a job that breaks the "fail only before writing" promise, or one
     /// that legitimately fails after writing inside its savepoint.
-    fn insert_then_fail(k: &str) -> impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static {
+    fn insert_then_fail(
+        k: &str,
+    ) -> impl FnOnce(&WriteConn<'_>) -> StoreResult<()> + Send + 'static {
         let ins = insert(k);
         move |c| {
             ins(c)?;
@@ -643,7 +694,7 @@ mod tests {
         let (started, running) = oneshot::channel();
         let w = writer.clone();
         let task = tokio::spawn(async move {
-            w.submit(false, move |_c: &Connection| {
+            w.submit(false, move |_c: &WriteConn<'_>| {
                 let _ = started.send(());
                 std::thread::sleep(Duration::from_millis(100));
                 Ok(())
@@ -677,7 +728,7 @@ mod tests {
                     let w = d.writer.clone();
                     let blob = blob.clone();
                     tokio::spawn(async move {
-                        w.submit(false, move |c: &Connection| {
+                        w.submit(false, move |c: &WriteConn<'_>| {
                             c.execute(
                                 "INSERT INTO t (k, v) VALUES (?1, ?2)
                                  ON CONFLICT (k) DO UPDATE SET v = excluded.v",
@@ -774,7 +825,7 @@ mod tests {
         let held = occupy(&d.writer).await;
         let spoil = at_commit.clone();
         let (b, c) = tokio::join!(
-            d.writer.submit(false, move |conn: &Connection| {
+            d.writer.submit(false, move |conn: &WriteConn<'_>| {
                 spoil.lock().expect("lock").push("a".into());
                 insert("b")(conn)
             }),

@@ -85,7 +85,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&conn::WriteConn<'_>) -> StoreResult<T> + Send + 'static,
     {
         self.writer.submit(true, f).await
     }
@@ -95,7 +95,7 @@ impl SqliteStore {
     async fn write_fast<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&conn::WriteConn<'_>) -> StoreResult<T> + Send + 'static,
     {
         self.writer.submit(false, f).await
     }

@@ -503,54 +503,51 @@ impl SqliteStore {
                 .as_ref()
                 .filter(|_| dial_at.is_some())
                 .map(|d| d.node.as_str());
-            let mut st = c
-                .prepare_cached(
-                    "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
-                     version_number, environment, phone_number, from_number, config_id, provider,
-                     status, initial_status, max_attempts, created_at, scheduled_for,
-                     external_id, greeting, api_key_id, events, dialed_at, lease_owner)
-                     VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?21, ?12, ?13,
-                     ?14, ?15, ?16, ?17, ?18, ?20, ?22, ?23)",
-                )
-                .map_err(db_err)?;
-            st.execute(params![
-                run.call_id.to_string(),
-                run.org_id,
-                run.agent_id,
-                run.workflow_uuid.to_string(),
-                run.version_id,
-                run.version_number,
-                run.environment.as_str(),
-                run.phone_number,
-                run.from_number,
-                run.config_id,
-                run.provider,
-                run.status.as_str(),
-                run.max_attempts,
-                ts(run.created_at),
-                ts(run.scheduled_for),
-                run.external_id,
-                run.greeting,
-                run.api_key_id,
-                run.id,
-                json_text(&events)?,
-                status.as_str(),
-                dial_at.map(ts),
-                lease,
-            ])
+            c.execute_held(
+                "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
+                 version_number, environment, phone_number, from_number, config_id, provider,
+                 status, initial_status, max_attempts, created_at, scheduled_for,
+                 external_id, greeting, api_key_id, events, dialed_at, lease_owner)
+                 VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?21, ?12, ?13,
+                 ?14, ?15, ?16, ?17, ?18, ?20, ?22, ?23)",
+                params![
+                    run.call_id.to_string(),
+                    run.org_id,
+                    run.agent_id,
+                    run.workflow_uuid.to_string(),
+                    run.version_id,
+                    run.version_number,
+                    run.environment.as_str(),
+                    run.phone_number,
+                    run.from_number,
+                    run.config_id,
+                    run.provider,
+                    run.status.as_str(),
+                    run.max_attempts,
+                    ts(run.created_at),
+                    ts(run.scheduled_for),
+                    run.external_id,
+                    run.greeting,
+                    run.api_key_id,
+                    run.id,
+                    json_text(&events)?,
+                    status.as_str(),
+                    dial_at.map(ts),
+                    lease,
+                ],
+            )
             .map_err(db_err)?;
-            c.prepare_cached(
+            c.execute_held(
                 "INSERT INTO run_payloads (run_id, initial_context, system_context, metadata,
                  unresolved_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    run.id,
+                    initial_context,
+                    system_context,
+                    metadata,
+                    unresolved
+                ],
             )
-            .map_err(db_err)?
-            .execute(params![
-                run.id,
-                initial_context,
-                system_context,
-                metadata,
-                unresolved
-            ])
             .map_err(db_err)?;
             let id = run.id;
             deferred.count_agent_run(run.agent_id);
