@@ -91,6 +91,33 @@ pub fn unresolved_names(template: &str, scope: &RenderScope<'_>, into: &mut Vec<
     }
 }
 
+/// The names of a template's tags that have no fallback, the only ones that can be reported
+/// unresolved, in order of first appearance, without duplicates: an agent version's prompts
+/// are scanned once when it is loaded, not at every trigger (see [`missing_names`]).
+pub fn bare_tag_names(template: &str, into: &mut Vec<String>) {
+    for piece in Scanner::new(template) {
+        if let Piece::Tag {
+            name,
+            fallback: None,
+        } = piece
+        {
+            if !into.iter().any(|n| n == name) {
+                into.push(name.to_owned());
+            }
+        }
+    }
+}
+
+/// [`unresolved_names`] for templates already reduced to [`bare_tag_names`]: appends to
+/// `into`, in order, the names `scope` does not resolve, leaving out names already there.
+pub fn missing_names(names: &[String], scope: &RenderScope<'_>, into: &mut Vec<String>) {
+    for name in names {
+        if matches!(lookup(name, scope), Found::Missing) && !into.contains(name) {
+            into.push(name.clone());
+        }
+    }
+}
+
 /// Every variable name a template refers to (without the `initial_context.` prefix or the
 /// fallback), in order of first appearance, without duplicates. Built-ins are included; use
 /// [`is_builtin`] to leave them out.
@@ -445,6 +472,14 @@ mod tests {
             }
             assert_eq!(names, expected);
             assert!(names.len() > 3, "{names:?}");
+            // The same from the names collected once over all templates.
+            let mut bare = Vec::new();
+            for t in templates {
+                bare_tag_names(t, &mut bare);
+            }
+            let mut from_bare = vec!["x".to_owned()];
+            missing_names(&bare, &scope, &mut from_bare);
+            assert_eq!(from_bare, expected);
         }
     }
 

@@ -64,6 +64,11 @@ pub struct PreparedVersion {
     pub definition: Definition,
     pub triggers: Vec<TriggerNode>,
     pub declarations: Vec<VariableDecl>,
+    /// The start node's greeting template, if any.
+    pub greeting: Option<String>,
+    /// The fallback-less tag names of all prompts (`template::bare_tag_names`): what a trigger
+    /// checks against its context to report unresolved variables.
+    pub prompt_tags: Vec<String>,
 }
 
 impl PreparedVersion {
@@ -71,11 +76,18 @@ impl PreparedVersion {
         let definition = Definition::from_stored(version.definition.clone());
         let triggers = definition.triggers();
         let declarations = definition.variables();
+        let greeting = definition.greeting().map(str::to_owned);
+        let mut prompt_tags = Vec::new();
+        for prompt in definition.prompt_texts() {
+            callgate_domain::template::bare_tag_names(prompt, &mut prompt_tags);
+        }
         Self {
             version,
             definition,
             triggers,
             declarations,
+            greeting,
+            prompt_tags,
         }
     }
 }

@@ -9,7 +9,7 @@ use callgate_domain::E164;
 use callgate_domain::context::{check_initial_context, check_metadata};
 use callgate_domain::lifecycle::RunStatus;
 use callgate_domain::phone::PhoneError;
-use callgate_domain::template::{RenderScope, render, unresolved_names};
+use callgate_domain::template::{RenderScope, missing_names, render, unresolved_names};
 use callgate_domain::variables::apply_declarations;
 use callgate_store::*;
 use callgate_telephony::readiness;
@@ -589,7 +589,7 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
     let greeting_src = spec
         .first_message
         .as_deref()
-        .or_else(|| version.definition.greeting());
+        .or(version.greeting.as_deref());
     let greeting = greeting_src.map(|g| {
         let r = render(g, &scope);
         note(r.unresolved);
@@ -608,10 +608,9 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
             rendered_prompts.push(("context".into(), r.text));
         }
     } else {
-        // Only the dry run shows the rendered prompts; a run needs their unresolved names.
-        for prompt in version.definition.prompt_texts() {
-            unresolved_names(prompt, &scope, &mut unresolved);
-        }
+        // Only the dry run shows the rendered prompts; a run needs their unresolved names,
+        // from the tag names collected when the version was loaded.
+        missing_names(&version.prompt_tags, &scope, &mut unresolved);
         if let Some(extra) = &spec.extra_prompt {
             unresolved_names(extra, &scope, &mut unresolved);
         }
