@@ -140,6 +140,7 @@ pub fn map_text(map: &Map<String, Value>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;

@@ -100,10 +100,9 @@ pub fn bare_tag_names(template: &str, into: &mut Vec<String>) {
             name,
             fallback: None,
         } = piece
+            && !into.iter().any(|n| n == name)
         {
-            if !into.iter().any(|n| n == name) {
-                into.push(name.to_owned());
-            }
+            into.push(name.to_owned());
         }
     }
 }
