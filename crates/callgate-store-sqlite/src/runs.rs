@@ -196,7 +196,7 @@ impl UpdateTexts {
     fn of(u: &RunUpdate) -> StoreResult<Self> {
         Ok(Self {
             transcript: u.transcript.as_ref().map(json_text).transpose()?,
-            extracted: u.extracted.as_ref().map(json_text).transpose()?,
+            extracted: u.extracted.as_ref().map(value_text),
         })
     }
 }

@@ -280,6 +280,7 @@ pub struct ConfigWithNumbers {
 pub struct TranscriptEntry {
     pub role: String,
     pub text: String,
+    #[serde(serialize_with = "callgate_domain::rfc3339::serialize")]
     pub at: Timestamp,
 }
 
