@@ -12,13 +12,13 @@ use jiff::Timestamp;
 const END_OF_YEAR_9999: i64 = 253_402_300_800;
 
 /// The text of `t`, in a buffer on the stack.
-pub struct Text {
+struct Text {
     buf: [u8; 32],
     len: usize,
 }
 
 impl Text {
-    pub fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         // Only ASCII digits and separators are written.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
@@ -89,24 +89,6 @@ fn fast(t: Timestamp) -> Option<Text> {
     Some(Text { buf, len })
 }
 
-/// Appends `t` to `out`.
-pub fn write(out: &mut String, t: Timestamp) {
-    match fast(t) {
-        Some(text) => out.push_str(text.as_str()),
-        None => {
-            use std::fmt::Write;
-            let _ = write!(out, "{t}");
-        }
-    }
-}
-
-/// `t` as text.
-pub fn to_string(t: Timestamp) -> String {
-    let mut out = String::with_capacity(32);
-    write(&mut out, t);
-    out
-}
-
 /// For `#[serde(serialize_with = "callgate_domain::rfc3339::serialize")]` on a `Timestamp`
 /// field: the same string jiff's own `Serialize` writes.
 pub fn serialize<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -121,6 +103,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    /// `t` as text: this module's fast form, else jiff's.
+    fn to_string(t: Timestamp) -> String {
+        match fast(t) {
+            Some(text) => text.as_str().to_owned(),
+            None => t.to_string(),
+        }
+    }
 
     fn check(t: Timestamp) {
         assert_eq!(to_string(t), t.to_string(), "{t:?}");

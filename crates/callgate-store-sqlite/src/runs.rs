@@ -2,6 +2,7 @@
 
 use crate::SqliteStore;
 use crate::claims::LiveRun;
+use crate::conn::WriteConn;
 use crate::util::{
     append_event, db_err, from_ts, is_unique_violation, json_text, opt_ts, parse_json,
     parse_opt_json, parse_uuid, ts,
@@ -155,37 +156,6 @@ fn exec_cached(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite:
     c.prepare_cached(sql)?.execute(p)
 }
 
-/// The statements of one batch of lifecycle updates, taken from the connection's cache once
-/// per batch: each cache lookup hashes the whole SQL text, which cost more than binding.
-struct BatchStatements<'c> {
-    conn: &'c Connection,
-    held: Vec<(&'static str, rusqlite::CachedStatement<'c>)>,
-}
-
-impl<'c> BatchStatements<'c> {
-    fn new(conn: &'c Connection) -> Self {
-        Self {
-            conn,
-            held: Vec::new(),
-        }
-    }
-
-    fn get(&mut self, sql: &'static str) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
-        let i = match self.held.iter().position(|(s, _)| *s == sql) {
-            Some(i) => i,
-            None => {
-                self.held.push((sql, self.conn.prepare_cached(sql)?));
-                self.held.len() - 1
-            }
-        };
-        Ok(&mut self.held[i].1)
-    }
-
-    fn exec(&mut self, sql: &'static str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
-        self.get(sql)?.execute(p)
-    }
-}
-
 /// An update's results as stored, serialised before it reaches the writer thread.
 struct UpdateTexts {
     transcript: Option<String>,
@@ -202,30 +172,31 @@ impl UpdateTexts {
 }
 
 /// What a lifecycle update needs of a run the writer does not keep (see `LiveRun`).
-fn read_live_run(st: &mut BatchStatements<'_>, id: RunId) -> StoreResult<LiveRun> {
-    st.get(
+fn read_live_run(st: &WriteConn<'_>, id: RunId) -> StoreResult<LiveRun> {
+    st.with_held(
         "SELECT org_id, config_id, status, attempt, answered_at,
                 provider_call_id IS NOT NULL, dialed_at IS NOT NULL
          FROM runs WHERE id = ?1",
+        |q| {
+            q.query_row([id], |r| {
+                Ok(LiveRun {
+                    org_id: r.get(0)?,
+                    config_id: r.get(1)?,
+                    status: status_of(&r.get::<_, String>(2)?),
+                    attempt: r.get(3)?,
+                    answered_at: r.get(4)?,
+                    has_provider_call_id: r.get(5)?,
+                    dialed: r.get(6)?,
+                })
+            })
+        },
     )
-    .map_err(db_err)?
-    .query_row([id], |r| {
-        Ok(LiveRun {
-            org_id: r.get(0)?,
-            config_id: r.get(1)?,
-            status: status_of(&r.get::<_, String>(2)?),
-            attempt: r.get(3)?,
-            answered_at: r.get(4)?,
-            has_provider_call_id: r.get(5)?,
-            dialed: r.get(6)?,
-        })
-    })
     .map_err(db_err)
 }
 
 /// One lifecycle update inside the current transaction.
 fn apply_one(
-    st: &mut BatchStatements<'_>,
+    st: &WriteConn<'_>,
     claims: &crate::claims::Claims,
     deferred: &crate::deferred::Deferred,
     id: RunId,
@@ -263,7 +234,7 @@ fn apply_one(
     let target = match transition(before, &u.signal) {
         Transition::Ignore => {
             if let Some(pid) = new_provider_id {
-                st.exec(
+                st.execute_held(
                     "UPDATE runs SET provider_call_id = ?2 WHERE id = ?1",
                     params![id, pid],
                 )
@@ -298,7 +269,7 @@ fn apply_one(
     })?;
     match &u.signal {
         CallSignal::Dialing => {
-            st.exec(
+            st.execute_held(
                 concat!(
                     "UPDATE runs SET status = 'dialing', dialed_at = ?2,
                      provider_call_id = COALESCE(provider_call_id, ?4),
@@ -329,9 +300,9 @@ fn apply_one(
                 " WHERE id = ?1"
             );
             if dialed {
-                st.exec(ringing, params![id, event, new_provider_id])
+                st.execute_held(ringing, params![id, event, new_provider_id])
             } else {
-                st.exec(first_word, params![id, event, new_provider_id, at])
+                st.execute_held(first_word, params![id, event, new_provider_id, at])
             }
             .map_err(db_err)?;
         }
@@ -355,13 +326,13 @@ fn apply_one(
                     " WHERE id = ?1"
                 )
             };
-            st.exec(sql, params![id, at, answered_by, event, new_provider_id])
+            st.execute_held(sql, params![id, at, answered_by, event, new_provider_id])
                 .map_err(db_err)?;
         }
         CallSignal::Ended { outcome: o, reason } => {
             outcome = Some(*o);
             let billable = billable_seconds(opt_ts(answered_at), u.at);
-            st.exec(
+            st.execute_held(
                 concat!(
                     "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
                      ended_at = ?4, duration_seconds = ?5,
@@ -780,17 +751,8 @@ impl RunStore for SqliteStore {
         let claims = self.claims.clone();
         let deferred = self.deferred.clone();
         let texts = UpdateTexts::of(&u)?;
-        self.write_fast(move |c| {
-            apply_one(
-                &mut BatchStatements::new(c),
-                &claims,
-                &deferred,
-                id,
-                &u,
-                texts,
-            )
-        })
-        .await
+        self.write_fast(move |c| apply_one(c, &claims, &deferred, id, &u, texts))
+            .await
     }
 
     async fn apply_updates(
@@ -804,11 +766,10 @@ impl RunStore for SqliteStore {
         let texts: Vec<StoreResult<UpdateTexts>> =
             updates.iter().map(|(_, u)| UpdateTexts::of(u)).collect();
         self.write_fast(move |c| {
-            let mut st = BatchStatements::new(c);
             Ok(updates
                 .iter()
                 .zip(texts)
-                .map(|((id, u), texts)| apply_one(&mut st, &claims, &deferred, *id, u, texts?))
+                .map(|((id, u), texts)| apply_one(c, &claims, &deferred, *id, u, texts?))
                 .collect())
         })
         .await
@@ -913,8 +874,7 @@ mod tests {
             .write(move |c| {
                 let answered = RunUpdate::new(CallSignal::Answered { answered_by: None }, t(11));
                 let texts = UpdateTexts::of(&answered)?;
-                let mut st = BatchStatements::new(c);
-                let applied = apply_one(&mut st, &claims, &deferred, id, &answered, texts)?;
+                let applied = apply_one(c, &claims, &deferred, id, &answered, texts)?;
                 assert_eq!(applied.after, RunStatus::InProgress);
                 Err::<(), _>(StoreError::Internal("a later step failed".into()))
             })
