@@ -130,6 +130,37 @@ const TIME_COLUMNS: &[&str] = &[
     "ended_at",
 ];
 
+/// How a pre-loaded copy fills one column of the template run, whichever the database.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fill {
+    NewId,
+    NewCallId,
+    /// `'queued'`, for a backlog's status columns.
+    Queued,
+    /// The backlog's configuration.
+    Backlog,
+    /// The status history kept in the row (SQLite): a queued copy keeps its first entry.
+    FirstEventOnly,
+    Null,
+    /// A time: the template's, moved back by the copy's age.
+    Aged,
+    Same,
+}
+
+pub fn copied_as(col: &str, kind: Preload) -> Fill {
+    let queued = matches!(kind, Preload::Queued { .. });
+    match col {
+        "id" => Fill::NewId,
+        "call_id" => Fill::NewCallId,
+        "status" | "initial_status" if queued => Fill::Queued,
+        "config_id" if queued => Fill::Backlog,
+        "events" if queued => Fill::FirstEventOnly,
+        c if queued && OUTCOME_COLUMNS.contains(&c) => Fill::Null,
+        c if TIME_COLUMNS.contains(&c) => Fill::Aged,
+        _ => Fill::Same,
+    }
+}
+
 fn columns(c: &Connection, table: &str) -> Result<Vec<String>> {
     let mut st = c.prepare(&format!("PRAGMA table_info({table})"))?;
     let cols = st
@@ -163,21 +194,17 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
     let run_cols = columns(&c, "runs")?;
     let run_exprs: Vec<String> = run_cols
         .iter()
-        .map(|col| {
-            let col = col.as_str();
-            let queued = matches!(kind, Preload::Queued { .. });
-            match col {
-                "id" => "?1".to_owned(),
-                "call_id" => "?2".to_owned(),
-                "status" | "initial_status" if queued => "'queued'".to_owned(),
-                "config_id" if queued => "?5".to_owned(),
-                // The status history lives in the row (schema 4+): a queued copy keeps only
-                // its first entry. History times are copied unshifted.
-                "events" if queued => "json_array(json_extract(events, '$[0]'))".to_owned(),
-                c if queued && OUTCOME_COLUMNS.contains(&c) => "NULL".to_owned(),
-                c if TIME_COLUMNS.contains(&c) => format!("{c} - ?3"),
-                c => c.to_owned(),
-            }
+        .map(|col| match copied_as(col, kind) {
+            Fill::NewId => "?1".to_owned(),
+            Fill::NewCallId => "?2".to_owned(),
+            Fill::Queued => "'queued'".to_owned(),
+            Fill::Backlog => "?5".to_owned(),
+            // The status history lives in the row (schema 4+): a queued copy keeps only its
+            // first entry. History times are copied unshifted.
+            Fill::FirstEventOnly => "json_array(json_extract(events, '$[0]'))".to_owned(),
+            Fill::Null => "NULL".to_owned(),
+            Fill::Aged => format!("{col} - ?3"),
+            Fill::Same => col.clone(),
         })
         .collect();
     let insert_run = format!(

@@ -10,6 +10,7 @@
 mod db;
 mod hello;
 mod load;
+mod pg_preload;
 mod process;
 mod report;
 mod runsdb;
@@ -133,7 +134,7 @@ struct Opts {
     /// Benchmark callgate on PostgreSQL instead of the embedded SQLite: a URL the bench can
     /// create and drop databases with (e.g. postgres://postgres@127.0.0.1:5432/test). Each
     /// server start gets a fresh database named callgate_bench_<random hex>, dropped when it
-    /// stops. The scale scenario (SQLite pre-load) is skipped.
+    /// stops; the scale steps run on copies of one seeded database.
     #[arg(long)]
     database_url: Option<String>,
     /// Worker threads of the load generator's runtime [number of CPUs].
@@ -179,9 +180,6 @@ async fn bench(o: Opts) -> Result<()> {
         .as_deref()
         .map(runsdb::parse_admin_url)
         .transpose()?;
-    if postgres.is_some() && o.only.contains(&Scenario::Scale) {
-        bail!("the scale scenario pre-loads the embedded SQLite file; it cannot run on PostgreSQL");
-    }
     let machine = Machine::probe();
     let parent = o.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&parent)?;
@@ -250,6 +248,7 @@ async fn bench(o: Opts) -> Result<()> {
 
     let mut r = Results {
         mode: if q { "quick".into() } else { "full".into() },
+        on_postgres: s.launch.postgres.is_some(),
         settings: settings_table(&s),
         ..Results::default()
     };
@@ -313,9 +312,7 @@ async fn bench(o: Opts) -> Result<()> {
         server.stop().await?;
     }
 
-    if s.launch.postgres.is_some() {
-        eprintln!("scale: skipped on PostgreSQL (its pre-load writes the SQLite file)");
-    } else if wants(Scenario::Scale) {
+    if wants(Scenario::Scale) {
         eprintln!("scale");
         r.scale = scenarios::scale(&s, &bodies).await?;
     }
@@ -347,7 +344,7 @@ fn settings_table(s: &Settings) -> Vec<(String, String)> {
     };
     let store = match &s.launch.postgres {
         Some(u) => format!(
-            "PostgreSQL at {} (a fresh database per server start)",
+            "PostgreSQL at {} (a fresh database per server start; scale steps on copies of one)",
             runsdb::shown(u)
         ),
         None => "embedded SQLite".into(),

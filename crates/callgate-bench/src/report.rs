@@ -98,6 +98,8 @@ pub fn splice(existing: &str, report: &str) -> String {
 #[derive(Default)]
 pub struct Results {
     pub mode: String,
+    /// The server kept its data in PostgreSQL (else the embedded SQLite).
+    pub on_postgres: bool,
     pub settings: Vec<(String, String)>,
     pub reference: Vec<LoadRow>,
     pub reference_idle_kib: Option<u64>,
@@ -319,7 +321,12 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         writeln!(o, "## Scale: runs already in the database\n")?;
         writeln!(
             o,
-            "Each row starts the server on a copy of one configured database to which the runs were added directly in SQLite while it was stopped. *Stored*: ended runs (copies of a real one, ~1 KiB context each), one second apart. *Queued*: runs waiting on a configuration that dials one call per 1000 s, so the backlog stays queued. Then the {}-connection trigger load and the steady-rate dispatch measurement run as above.\n",
+            "Each row starts the server on a copy of one configured database to which the runs were added directly {} while it was stopped. *Stored*: ended runs (copies of a real one, ~1 KiB context each), one second apart. *Queued*: runs waiting on a configuration that dials one call per 1000 s, so the backlog stays queued. Then the {}-connection trigger load and the steady-rate dispatch measurement run as above.\n",
+            if r.on_postgres {
+                "(one `INSERT … SELECT` per table, then `VACUUM (ANALYZE)` and `CHECKPOINT`)"
+            } else {
+                "in SQLite"
+            },
             r.scale.first().map(|x| x.load.connections).unwrap_or(64)
         )?;
         writeln!(

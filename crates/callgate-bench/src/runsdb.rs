@@ -36,7 +36,7 @@ pub fn parse_admin_url(s: &str) -> Result<Url> {
     Ok(u)
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let (client, conn) =
         tokio_postgres::connect(url, NoTls)
             .await

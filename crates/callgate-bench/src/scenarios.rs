@@ -3,9 +3,12 @@
 
 use crate::db::{self, Preload};
 use crate::load::{self, Outcome, Plan, RequestTemplate};
+use crate::pg_preload;
 use crate::process::{self, Proc};
+use crate::runsdb::PG_PREFIX;
 use crate::server::{Callgate, Launch, Tenant};
 use anyhow::{Context, Result, bail};
+use callgate_store_postgres::scratch::ScratchDatabase;
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
@@ -528,13 +531,14 @@ pub struct ScaleRow {
 /// for the baseline and each size: copy, pre-load, start, measure, stop.
 pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
     let seed = s.work.join("scale-seed");
-    let (mut server, first) =
+    let (server, first) =
         Callgate::start(&s.launch, &seed, &s.work.join("scale-seed.log"), true).await?;
     let first = first.context("the seed server printed no first-start banner")?;
     let tenant = server.configure(&first, s.pacing_cps).await?;
     let template = server.one_finished_run(&tenant, &bodies[0]).await?;
-    server.stop().await?;
-    drop(server);
+    // On PostgreSQL the seed's database is kept and copied for every step, as its data
+    // directory is (the server key stays there).
+    let seed_db = server.stop_keeping_database().await?;
 
     let mut variants: Vec<(u64, Option<ScaleKind>)> = vec![(0, None)];
     for &n in &s.scale_sizes {
@@ -553,26 +557,41 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
         let dir = s.work.join(format!("scale-{label}"));
         copy_dir(&seed, &dir)?;
         let db_file = crate::server::db_path(&dir);
-        let preload_time = match kind {
-            None => Duration::ZERO,
-            Some(k) => {
-                let how = match k {
-                    ScaleKind::Stored => Preload::Stored,
-                    ScaleKind::Queued => Preload::Queued {
-                        config_id: tenant.backlog_config,
-                    },
-                };
-                let t = db::preload(&db_file, template, n, how)?;
-                eprintln!("  pre-loaded {n} runs in {:.1} s", t.as_secs_f64());
-                t
-            }
+        let database = match &seed_db {
+            Some(seed) => Some(
+                ScratchDatabase::copy_of(seed, PG_PREFIX)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot copy the seed database: {e}"))?,
+            ),
+            None => None,
         };
-        let db_bytes = db::size_bytes(&db_file);
-        let (mut server, _) = Callgate::start(
+        let how = kind.map(|k| match k {
+            ScaleKind::Stored => Preload::Stored,
+            ScaleKind::Queued => Preload::Queued {
+                config_id: tenant.backlog_config,
+            },
+        });
+        let preload_time = match (how, &database) {
+            (None, _) => Duration::ZERO,
+            (Some(how), Some(db)) => pg_preload::preload(db.url(), template, n, how).await?,
+            (Some(how), None) => db::preload(&db_file, template, n, how)?,
+        };
+        if how.is_some() {
+            eprintln!(
+                "  pre-loaded {n} runs in {:.1} s",
+                preload_time.as_secs_f64()
+            );
+        }
+        let db_bytes = match &database {
+            Some(db) => pg_preload::size_bytes(db.url()).await?,
+            None => db::size_bytes(&db_file),
+        };
+        let (mut server, _) = Callgate::start_on(
             &s.launch,
             &dir,
             &s.work.join(format!("scale-{label}.log")),
             false,
+            database,
         )
         .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -596,6 +615,15 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
         drop(server);
         if !s.keep {
             std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+    if let Some(seed) = seed_db {
+        if s.launch.keep_databases {
+            eprintln!("database kept: {}", seed.keep());
+        } else {
+            seed.drop_database()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot drop the seed database: {e}"))?;
         }
     }
     Ok(rows)

@@ -79,17 +79,31 @@ impl Callgate {
         log: &Path,
         first_start: bool,
     ) -> Result<(Self, Option<FirstStart>)> {
+        Self::start_on(launch, data_dir, log, first_start, None).await
+    }
+
+    /// `start`; on PostgreSQL, on `database` (a copy of an earlier server's, see
+    /// `stop_keeping_database`) instead of a fresh one when given.
+    pub async fn start_on(
+        launch: &Launch,
+        data_dir: &Path,
+        log: &Path,
+        first_start: bool,
+        database: Option<ScratchDatabase>,
+    ) -> Result<(Self, Option<FirstStart>)> {
         std::fs::create_dir_all(data_dir)?;
-        let pg = match &launch.postgres {
-            Some(_) if !first_start => {
-                bail!("a restart on an existing PostgreSQL database is not supported")
+        let pg = match (&launch.postgres, database) {
+            (Some(_), Some(db)) => Some(db),
+            (Some(_), None) if !first_start => {
+                bail!("a restart on PostgreSQL needs the earlier server's database")
             }
-            Some(admin) => Some(
+            (None, Some(_)) => bail!("a database was given to a server on SQLite"),
+            (None, None) => None,
+            (Some(admin), None) => Some(
                 ScratchDatabase::create_with_prefix(admin.as_str(), PG_PREFIX)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot create the server's database: {e}"))?,
             ),
-            None => None,
         };
         let mut cmd = Command::new(&launch.bin);
         // A stray CALLGATE_* variable from the caller's shell must not change the setup.
@@ -152,6 +166,15 @@ impl Callgate {
             },
             first,
         ))
+    }
+
+    /// Stops the server and hands over its PostgreSQL database (None on SQLite) instead of
+    /// dropping it, to be copied for later servers.
+    pub async fn stop_keeping_database(mut self) -> Result<Option<ScratchDatabase>> {
+        self.proc.stop(Duration::from_secs(20)).await?;
+        // Dropping the rest closes `runs`, whose session would keep the database from being
+        // copied.
+        Ok(self.pg.take())
     }
 
     pub async fn stop(&mut self) -> Result<()> {

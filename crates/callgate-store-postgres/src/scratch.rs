@@ -24,6 +24,20 @@ impl ScratchDatabase {
     /// `create` with another name prefix (ASCII letters, digits and `_`), so a database left
     /// over by an interrupted run says whose it was.
     pub async fn create_with_prefix(admin_url: &str, prefix: &str) -> StoreResult<Self> {
+        Self::create_named(admin_url, prefix, None).await
+    }
+
+    /// `create_with_prefix` as a copy of `template`, another scratch database of the same
+    /// server with no session connected to it (PostgreSQL's `CREATE DATABASE … TEMPLATE`).
+    pub async fn copy_of(template: &ScratchDatabase, prefix: &str) -> StoreResult<Self> {
+        Self::create_named(&template.admin_url, prefix, Some(&template.name)).await
+    }
+
+    async fn create_named(
+        admin_url: &str,
+        prefix: &str,
+        template: Option<&str>,
+    ) -> StoreResult<Self> {
         if !prefix
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -35,11 +49,12 @@ impl ScratchDatabase {
         let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
         let url = with_database(admin_url, &name)?;
         let admin = connect(admin_url).await?;
-        // The name is the checked prefix and hex digits, so it needs no quoting.
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .map_err(db_err)?;
+        // Names are checked prefixes and hex digits, so they need no quoting.
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        admin.batch_execute(&sql).await.map_err(db_err)?;
         Ok(Self {
             admin_url: admin_url.to_owned(),
             name,
