@@ -11,6 +11,7 @@ mod agents;
 mod claims;
 mod conn;
 mod deferred;
+mod event_text;
 mod runs;
 mod schema;
 mod telephony;

@@ -3,6 +3,7 @@
 use crate::SqliteStore;
 use crate::claims::LiveRun;
 use crate::conn::WriteConn;
+use crate::event_text::EventText;
 use crate::util::{
     append_event, db_err, from_ts, is_unique_violation, json_text, opt_ts, parse_json,
     parse_opt_json, parse_uuid, ts,
@@ -156,10 +157,12 @@ fn exec_cached(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite:
     c.prepare_cached(sql)?.execute(p)
 }
 
-/// An update's results as stored, serialised before it reaches the writer thread.
+/// An update's results and history entry as stored, serialised before it reaches the writer
+/// thread.
 struct UpdateTexts {
     transcript: Option<String>,
     extracted: Option<String>,
+    event: EventText,
 }
 
 impl UpdateTexts {
@@ -167,6 +170,11 @@ impl UpdateTexts {
         Ok(Self {
             transcript: u.transcript.as_ref().map(json_text).transpose()?,
             extracted: u.extracted.as_ref().map(value_text),
+            event: EventText::new(
+                crate::util::micros(u.at),
+                u.provider_status.as_deref(),
+                u.detail.as_deref(),
+            )?,
         })
     }
 }
@@ -206,6 +214,7 @@ fn apply_one(
     let UpdateTexts {
         transcript,
         extracted,
+        event,
     } = texts;
     let run = match claims.take_run(id) {
         Some(run) => run,
@@ -260,13 +269,7 @@ fn apply_one(
     // and re-serialise the whole history on every change. Every live status has a
     // `dialed_at` (the live-run indexes rely on it, migration 0006), even when the provider's
     // first word about a call is that it rings.
-    let event = json_text(&RunEvent {
-        status: target,
-        at: crate::util::micros(u.at),
-        attempt,
-        provider_status: u.provider_status.clone(),
-        detail: u.detail.clone(),
-    })?;
+    let event = event.text(target, attempt);
     match &u.signal {
         CallSignal::Dialing => {
             st.execute_held(
@@ -411,6 +414,9 @@ impl SqliteStore {
             provider_status: None,
             detail: None,
         }];
+        let first_event = EventText::new(events[0].at, None, None)?.text(run.status, 1);
+        let call_id = run.call_id.to_string();
+        let workflow_uuid = run.workflow_uuid.to_string();
         let claims = self.claims.clone();
         let deferred = self.deferred.clone();
         self.write_fast(move |c| {
@@ -456,6 +462,13 @@ impl SqliteStore {
                 _ => None,
             }
             .map(crate::util::micros);
+            let events_text = match dial_at {
+                Some(at) => {
+                    let dialing = EventText::new(at, None, None)?.text(RunStatus::Dialing, 1);
+                    format!("[{first_event},{dialing}]")
+                }
+                None => format!("[{first_event}]"),
+            };
             if let Some(at) = dial_at {
                 events.push(RunEvent {
                     status: RunStatus::Dialing,
@@ -482,10 +495,10 @@ impl SqliteStore {
                  VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?21, ?12, ?13,
                  ?14, ?15, ?16, ?17, ?18, ?20, ?22, ?23)",
                 params![
-                    run.call_id.to_string(),
+                    call_id,
                     run.org_id,
                     run.agent_id,
-                    run.workflow_uuid.to_string(),
+                    workflow_uuid,
                     run.version_id,
                     run.version_number,
                     run.environment.as_str(),
@@ -501,7 +514,7 @@ impl SqliteStore {
                     run.greeting,
                     run.api_key_id,
                     run.id,
-                    json_text(&events)?,
+                    events_text,
                     status.as_str(),
                     dial_at.map(ts),
                     lease,

@@ -1,0 +1,119 @@
+//! A history entry's JSON as stored, made before the writer thread (the one serial step of
+//! every call) except for the two fields only the writer knows: the status the state machine
+//! picks and the run's attempt. Byte for byte what serde writes for `RunEvent` (tested).
+
+use crate::util::json_text;
+use callgate_domain::lifecycle::RunStatus;
+use callgate_store::StoreError;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::fmt::Write;
+
+pub(crate) struct EventText {
+    /// The quoted time.
+    at: String,
+    /// What follows the attempt: the optional fields, if any, and the closing brace.
+    tail: String,
+}
+
+#[derive(Serialize)]
+struct At(#[serde(serialize_with = "callgate_domain::rfc3339::serialize")] Timestamp);
+
+#[derive(Serialize)]
+struct Optional<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+impl EventText {
+    pub(crate) fn new(
+        at: Timestamp,
+        provider_status: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        let optional = json_text(&Optional {
+            provider_status,
+            detail,
+        })?;
+        // `{}`, or `{"provider_status":…}`: its fields follow the attempt's.
+        let tail = match optional.strip_prefix('{') {
+            Some("}") | None => "}".to_owned(),
+            Some(fields) => format!(",{fields}"),
+        };
+        Ok(Self {
+            at: json_text(&At(at))?,
+            tail,
+        })
+    }
+
+    pub(crate) fn text(&self, status: RunStatus, attempt: u32) -> String {
+        let mut s = String::with_capacity(48 + self.at.len() + self.tail.len());
+        s.push_str("{\"status\":\"");
+        s.push_str(status.as_str());
+        s.push_str("\",\"at\":");
+        s.push_str(&self.at);
+        s.push_str(",\"attempt\":");
+        // Writing into a String cannot fail.
+        let _ = write!(s, "{attempt}");
+        s.push_str(&self.tail);
+        s
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use callgate_store::RunEvent;
+
+    #[test]
+    fn the_text_is_what_serde_writes_for_the_event() {
+        let statuses = [
+            RunStatus::Scheduled,
+            RunStatus::Queued,
+            RunStatus::Dialing,
+            RunStatus::Ringing,
+            RunStatus::InProgress,
+            RunStatus::Ended,
+        ];
+        let times: Vec<Timestamp> = [
+            "1970-01-01T00:00:00Z",
+            "2026-11-23T22:15:34.123456Z",
+            "2026-11-23T22:15:34.100Z",
+            "9999-12-30T21:59:59.999999Z",
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+        let texts = [
+            None,
+            Some(""),
+            Some("busy"),
+            Some("quote \" backslash \\ newline \n tab \t bell \u{7} é 🐢"),
+        ];
+        let mut compared = 0;
+        for at in &times {
+            for provider_status in texts {
+                for detail in texts {
+                    let pending = EventText::new(*at, provider_status, detail).unwrap();
+                    for status in statuses {
+                        for attempt in [0, 1, 7, u32::MAX] {
+                            let event = RunEvent {
+                                status,
+                                at: *at,
+                                attempt,
+                                provider_status: provider_status.map(str::to_owned),
+                                detail: detail.map(str::to_owned),
+                            };
+                            assert_eq!(pending.text(status, attempt), json_text(&event).unwrap());
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 4 * 4 * 6 * 4);
+    }
+}
