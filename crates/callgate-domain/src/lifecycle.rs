@@ -17,6 +17,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const ALL: [RunStatus; 6] = [
+        Self::Scheduled,
+        Self::Queued,
+        Self::Dialing,
+        Self::Ringing,
+        Self::InProgress,
+        Self::Ended,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scheduled => "scheduled",
@@ -205,14 +214,7 @@ mod tests {
 
     #[test]
     fn statuses_and_outcomes_round_trip_through_their_names() {
-        for s in [
-            RunStatus::Scheduled,
-            RunStatus::Queued,
-            RunStatus::Dialing,
-            RunStatus::Ringing,
-            RunStatus::InProgress,
-            RunStatus::Ended,
-        ] {
+        for s in RunStatus::ALL {
             assert_eq!(RunStatus::parse(s.as_str()), Some(s));
         }
         for o in Outcome::ALL {

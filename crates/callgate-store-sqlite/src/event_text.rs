@@ -70,14 +70,6 @@ mod tests {
 
     #[test]
     fn the_text_is_what_serde_writes_for_the_event() {
-        let statuses = [
-            RunStatus::Scheduled,
-            RunStatus::Queued,
-            RunStatus::Dialing,
-            RunStatus::Ringing,
-            RunStatus::InProgress,
-            RunStatus::Ended,
-        ];
         let times: Vec<Timestamp> = [
             "1970-01-01T00:00:00Z",
             "2026-11-23T22:15:34.123456Z",
@@ -98,7 +90,7 @@ mod tests {
             for provider_status in texts {
                 for detail in texts {
                     let pending = EventText::new(*at, provider_status, detail).unwrap();
-                    for status in statuses {
+                    for status in RunStatus::ALL {
                         for attempt in [0, 1, 7, u32::MAX] {
                             let event = RunEvent {
                                 status,
