@@ -138,6 +138,7 @@ fn number_len(n: &serde_json::Number) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

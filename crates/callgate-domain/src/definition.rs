@@ -300,15 +300,15 @@ fn storage_check(value: &Value) -> (Vec<DefinitionError>, Vec<usize>) {
         }
         Some(_) => errors.push(graph_err("edges", "edges must be an array".to_owned())),
     }
-    if let Some(vars) = root.get("variables").filter(|v| !v.is_null()) {
-        if let Err(e) = Vec::<VariableDecl>::deserialize(vars) {
-            errors.push(DefinitionError::new(
-                "variable",
-                None,
-                Some("variables"),
-                format!("variables must be a list of {{name, type, required, default}}: {e}"),
-            ));
-        }
+    if let Some(vars) = root.get("variables").filter(|v| !v.is_null())
+        && let Err(e) = Vec::<VariableDecl>::deserialize(vars)
+    {
+        errors.push(DefinitionError::new(
+            "variable",
+            None,
+            Some("variables"),
+            format!("variables must be a list of {{name, type, required, default}}: {e}"),
+        ));
     }
     (errors, needs_path)
 }
@@ -430,11 +430,11 @@ fn graph_errors<'a>(
                     errors.push(node_err(Some(id), "prompt", msg));
                 }
             }
-            Some(node_type::WEBHOOK) if enabled(node) => {
-                if !is_http_url(data_str(node, "endpoint_url").unwrap_or("")) {
-                    let msg = "enabled webhook node needs an http:// or https:// endpoint_url";
-                    errors.push(node_err(Some(id), "endpoint_url", msg));
-                }
+            Some(node_type::WEBHOOK)
+                if enabled(node) && !is_http_url(data_str(node, "endpoint_url").unwrap_or("")) =>
+            {
+                let msg = "enabled webhook node needs an http:// or https:// endpoint_url";
+                errors.push(node_err(Some(id), "endpoint_url", msg));
             }
             _ => {}
         }
@@ -444,11 +444,11 @@ fn graph_errors<'a>(
         let id = str_field(edge, "id");
         let edge_err =
             |field: &str, msg: String| DefinitionError::new("edge", id, Some(field), msg);
-        if let Some(id) = id {
-            if !edge_ids.insert(id) {
-                let msg = format!("edge id '{id}' is used more than once");
-                errors.push(edge_err("id", msg));
-            }
+        if let Some(id) = id
+            && !edge_ids.insert(id)
+        {
+            let msg = format!("edge id '{id}' is used more than once");
+            errors.push(edge_err("id", msg));
         }
         for field in ["source", "target"] {
             if let Some(end) = str_field(edge, field).filter(|e| !ids.contains(e)) {
@@ -479,11 +479,11 @@ fn variable_errors(decls: &[VariableDecl]) -> Vec<DefinitionError> {
             let msg = format!("variable '{}' is declared more than once", d.name);
             errors.push(err("name", msg));
         }
-        if let Some(default) = d.default.as_ref().filter(|v| !v.is_null()) {
-            if !d.kind.matches(default) {
-                let msg = format!("default of '{}' is not a {}", d.name, d.kind.as_str());
-                errors.push(err("default", msg));
-            }
+        if let Some(default) = d.default.as_ref().filter(|v| !v.is_null())
+            && !d.kind.matches(default)
+        {
+            let msg = format!("default of '{}' is not a {}", d.name, d.kind.as_str());
+            errors.push(err("default", msg));
         }
     }
     errors

@@ -83,10 +83,10 @@ pub fn unresolved_names(template: &str, scope: &RenderScope<'_>, into: &mut Vec<
             name,
             fallback: None,
         } = piece
+            && matches!(lookup(name, scope), Found::Missing)
+            && !into.iter().any(|u| u == name)
         {
-            if matches!(lookup(name, scope), Found::Missing) && !into.iter().any(|u| u == name) {
-                into.push(name.to_owned());
-            }
+            into.push(name.to_owned());
         }
     }
 }
@@ -123,10 +123,10 @@ pub fn missing_names(names: &[String], scope: &RenderScope<'_>, into: &mut Vec<S
 pub fn referenced_names(template: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for piece in Scanner::new(template) {
-        if let Piece::Tag { name, .. } = piece {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_owned());
-            }
+        if let Piece::Tag { name, .. } = piece
+            && !names.iter().any(|n| n == name)
+        {
+            names.push(name.to_owned());
         }
     }
     names
@@ -345,6 +345,7 @@ fn push_value(out: &mut String, v: &Value) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

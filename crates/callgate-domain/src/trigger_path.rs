@@ -99,6 +99,7 @@ impl std::str::FromStr for TriggerPath {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

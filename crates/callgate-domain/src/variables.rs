@@ -103,6 +103,7 @@ pub fn apply_declarations(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -1,6 +1,8 @@
 //! Rules of agent definitions (SPEC §6.1): what saving a draft accepts, what it fills in, and
 //! what publishing rejects.
 
+#![allow(clippy::unwrap_used)]
+
 use callgate_domain::definition::{Definition, DefinitionError};
 use callgate_domain::trigger_path::TriggerPath;
 use callgate_domain::variables::VarType;

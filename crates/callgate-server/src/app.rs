@@ -47,8 +47,11 @@ pub struct AppState {
     pub dials_in_flight: AtomicUsize,
     /// Provider clients by configuration, with the sealed credentials they were built from
     /// (a changed configuration gets a new client).
-    pub providers: Mutex<HashMap<ConfigId, (Vec<u8>, Arc<dyn callgate_telephony::Telephony>)>>,
+    pub providers: Mutex<HashMap<ConfigId, CachedProvider>>,
 }
+
+/// A provider client and the sealed credentials it was built from.
+pub type CachedProvider = (Vec<u8>, Arc<dyn callgate_telephony::Telephony>);
 
 impl AppState {
     pub fn note_key_use(&self, id: ApiKeyId) {

@@ -480,31 +480,31 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
     // Context: the caller's values, editor defaults on test routes (caller wins), then the
     // declared variables' defaults and types (check 15).
     let mut context = std::mem::take(&mut spec.context);
-    if req.env == Environment::Test {
-        if let Some(defaults) = &version.version.template_context_variables {
-            for (k, v) in defaults {
-                context.entry(k.clone()).or_insert_with(|| v.clone());
-            }
+    if req.env == Environment::Test
+        && let Some(defaults) = &version.version.template_context_variables
+    {
+        for (k, v) in defaults {
+            context.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    if !version.declarations.is_empty() {
-        if let Err(names) = apply_declarations(&version.declarations, &mut context) {
-            let errors = names
-                .iter()
-                .map(|n| {
-                    FieldError::new(
-                        &format!("/initial_context/{n}"),
-                        "invalid_variable",
-                        format!("{n} is missing or has the wrong type"),
-                    )
-                })
-                .collect();
-            return Err(ApiError::unprocessable(
-                "invalid_variables",
-                format!("Missing or invalid variables: {}", names.join(", ")),
-            )
-            .with_errors(errors));
-        }
+    if !version.declarations.is_empty()
+        && let Err(names) = apply_declarations(&version.declarations, &mut context)
+    {
+        let errors = names
+            .iter()
+            .map(|n| {
+                FieldError::new(
+                    &format!("/initial_context/{n}"),
+                    "invalid_variable",
+                    format!("{n} is missing or has the wrong type"),
+                )
+            })
+            .collect();
+        return Err(ApiError::unprocessable(
+            "invalid_variables",
+            format!("Missing or invalid variables: {}", names.join(", ")),
+        )
+        .with_errors(errors));
     }
     let configs = state.catalog.configs(req.key.org_id).await?;
     let (cfg, caller) = resolve_config(&configs, &spec)?;

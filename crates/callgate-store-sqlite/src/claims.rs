@@ -84,11 +84,11 @@ impl Claims {
 
     /// A run of `org` on `config` became live (`+1`) or stopped being live (`-1`).
     pub fn live_changed(&self, org: OrgId, config: ConfigId, delta: i64) {
-        if let Ok(mut l) = self.live.lock() {
-            if l.fresh {
-                *l.by_org.entry(org).or_default() += delta;
-                *l.by_config.entry(config).or_default() += delta;
-            }
+        if let Ok(mut l) = self.live.lock()
+            && l.fresh
+        {
+            *l.by_org.entry(org).or_default() += delta;
+            *l.by_config.entry(config).or_default() += delta;
         }
     }
 

@@ -588,10 +588,10 @@ impl Readers {
             }
         };
         let result = f(&conn);
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(conn);
         }
         result
     }

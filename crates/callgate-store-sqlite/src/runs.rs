@@ -98,7 +98,7 @@ fn load_run_where(c: &Connection, clause: &str, p: impl rusqlite::Params) -> Sto
 fn billable_seconds(answered: Option<Timestamp>, ended: Timestamp) -> Option<i64> {
     let answered = answered?;
     let micros = ended.as_microsecond() - answered.as_microsecond();
-    Some(((micros.max(0) + 999_999) / 1_000_000) as i64)
+    Some((micros.max(0) + 999_999) / 1_000_000)
 }
 
 /// The record `enqueue_run` answers with. Times are taken as stored (whole microseconds), so

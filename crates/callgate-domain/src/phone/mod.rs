@@ -125,6 +125,7 @@ impl std::str::FromStr for E164 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

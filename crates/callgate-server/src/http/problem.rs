@@ -31,8 +31,9 @@ pub struct ApiError {
     pub code: String,
     pub detail: String,
     pub errors: Vec<FieldError>,
-    /// Extra members of the problem object (e.g. `is_valid` for publish failures).
-    pub extra: Map<String, Value>,
+    /// Extra members of the problem object (e.g. `is_valid` for publish failures). Boxed: most
+    /// problems have none, and every `ApiResult` is as large as its largest variant.
+    pub extra: Option<Box<Map<String, Value>>>,
     pub retry_after: Option<u64>,
 }
 
@@ -45,7 +46,7 @@ impl ApiError {
             code: code.to_owned(),
             detail: detail.into(),
             errors: Vec::new(),
-            extra: Map::new(),
+            extra: None,
             retry_after: None,
         }
     }
@@ -56,7 +57,9 @@ impl ApiError {
     }
 
     pub fn with_extra(mut self, key: &str, value: Value) -> Self {
-        self.extra.insert(key.to_owned(), value);
+        self.extra
+            .get_or_insert_with(Box::default)
+            .insert(key.to_owned(), value);
         self
     }
 
@@ -146,8 +149,8 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [FieldError],
-    #[serde(flatten)]
-    extra: &'a Map<String, Value>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Map<String, Value>>,
 }
 
 impl IntoResponse for ApiError {
@@ -162,7 +165,7 @@ impl IntoResponse for ApiError {
             detail: &self.detail,
             code: &self.code,
             errors: &self.errors,
-            extra: &self.extra,
+            extra: self.extra.as_deref(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut res = (self.status, body).into_response();
@@ -171,10 +174,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                headers.insert(header::RETRY_AFTER, v);
-            }
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            headers.insert(header::RETRY_AFTER, v);
         }
         res
     }

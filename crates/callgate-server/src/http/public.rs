@@ -542,14 +542,13 @@ async fn accept(
         Ok(run) => run,
         Err(StoreError::Conflict("idempotency_key_reused")) => {
             // Another node took the key between our lookup and our write.
-            if let Some(k) = &idem_key {
-                if let Some(resp) = replay(
+            if let Some(k) = &idem_key
+                && let Some(resp) = replay(
                     state, &call, key.org_id, key.id, &route_id, k, &body_hash, body,
                 )
                 .await?
-                {
-                    return Ok(resp);
-                }
+            {
+                return Ok(resp);
             }
             return Err(ApiError::conflict(
                 "idempotency_in_flight",

@@ -209,12 +209,11 @@ fn provider_for(
     state: &AppState,
     cfg: &TelephonyConfig,
 ) -> Result<Arc<dyn callgate_telephony::Telephony>, String> {
-    if let Ok(cache) = state.providers.lock() {
-        if let Some((sealed, p)) = cache.get(&cfg.id) {
-            if *sealed == cfg.credentials_sealed {
-                return Ok(p.clone());
-            }
-        }
+    if let Ok(cache) = state.providers.lock()
+        && let Some((sealed, p)) = cache.get(&cfg.id)
+        && *sealed == cfg.credentials_sealed
+    {
+        return Ok(p.clone());
     }
     let built = build_provider(state, cfg)?;
     if let Ok(mut cache) = state.providers.lock() {

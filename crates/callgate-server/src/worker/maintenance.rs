@@ -24,7 +24,7 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
                 crate::worker::dispatcher::reap_orphans(&state).await;
             }
         }
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             let used = state.take_key_usage();
             if let Err(e) = state.store.touch_api_keys(used).await {
                 tracing::warn!(error = %e, "could not record API key use");
