@@ -14,7 +14,7 @@ use tokio_postgres::types::Type;
 /// Returns the time taken, vacuum and checkpoint included.
 pub async fn preload(url: &str, template: i64, n: u64, kind: Preload) -> Result<Duration> {
     let started = Instant::now();
-    let db = connect(url).await?;
+    let mut db = connect(url).await?;
     if db
         .query_opt("SELECT 1 FROM runs WHERE id = $1", &[&template])
         .await?
@@ -77,7 +77,6 @@ pub async fn preload(url: &str, template: i64, n: u64, kind: Preload) -> Result<
         exprs = exprs.join(", "),
     );
     let count = i64::try_from(n)?;
-    let mut db = db;
     let tx = db.transaction().await?;
     // Typed: a step that uses no backlog leaves $3 out of the statement.
     let insert = tx

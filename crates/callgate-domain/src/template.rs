@@ -78,17 +78,9 @@ pub fn render(template: &str, scope: &RenderScope<'_>) -> Rendered {
 /// names of its agent's prompts but does not keep their text, and writing that text was most
 /// of what rendering them cost.
 pub fn unresolved_names(template: &str, scope: &RenderScope<'_>, into: &mut Vec<String>) {
-    for piece in Scanner::new(template) {
-        if let Piece::Tag {
-            name,
-            fallback: None,
-        } = piece
-            && matches!(lookup(name, scope), Found::Missing)
-            && !into.iter().any(|u| u == name)
-        {
-            into.push(name.to_owned());
-        }
-    }
+    let mut names = Vec::new();
+    bare_tag_names(template, &mut names);
+    missing_names(&names, scope, into);
 }
 
 /// The names of a template's tags that have no fallback, the only ones that can be reported

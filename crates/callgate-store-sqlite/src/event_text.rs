@@ -33,14 +33,18 @@ impl EventText {
         provider_status: Option<&str>,
         detail: Option<&str>,
     ) -> Result<Self, StoreError> {
-        let optional = json_text(&Optional {
-            provider_status,
-            detail,
-        })?;
-        // `{}`, or `{"provider_status":…}`: its fields follow the attempt's.
-        let tail = match optional.strip_prefix('{') {
-            Some("}") | None => "}".to_owned(),
-            Some(fields) => format!(",{fields}"),
+        // Nothing follows the attempt but the brace, or the optional fields' own text.
+        let tail = if provider_status.is_none() && detail.is_none() {
+            "}".to_owned()
+        } else {
+            let optional = json_text(&Optional {
+                provider_status,
+                detail,
+            })?;
+            match optional.strip_prefix('{') {
+                Some(fields) => format!(",{fields}"),
+                None => "}".to_owned(),
+            }
         };
         Ok(Self {
             at: json_text(&At(at))?,
