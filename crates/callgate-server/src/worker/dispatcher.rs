@@ -7,6 +7,7 @@ use crate::app::AppState;
 use callgate_domain::lifecycle::{CallSignal, Outcome};
 use callgate_store::{ClaimLimits, ClaimedRun, ConfigId, RunUpdate, TelephonyConfig};
 use callgate_telephony::{DialError, DialRequest, ProviderEvent};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,11 +20,20 @@ const RESYNC: Duration = Duration::from_secs(5);
 /// Poll even without a wake-up, as a safety net (e.g. limits raised by another node).
 const POLL: Duration = Duration::from_millis(250);
 
+/// Per configuration, when its pacing next allows a dial (as its last claim said) and the rate
+/// that was for. Until then a claim could only find that out again, and on PostgreSQL it does
+/// so under the organisation's row lock after counting the due runs, holding up the claims of
+/// the organisation's other configurations. Other nodes' claims can only move the next slot
+/// later, so waiting for it never dials late; a changed rate starts a new schedule, so it
+/// ends the wait.
+type PacedUntil = HashMap<ConfigId, (Instant, f64)>;
+
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
     let mut hints = state.store.work_hints();
     let mut rotation = 0usize;
     let mut last_resync = Instant::now();
     let resyncing = Arc::new(AtomicBool::new(false));
+    let mut paced = PacedUntil::new();
     loop {
         if !state.accepting.load(Ordering::SeqCst) {
             return;
@@ -63,8 +73,10 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
             let len = work.len();
             work.rotate_left(rotation % len);
         }
+        let pass_started = Instant::now();
+        paced.retain(|_, (until, _)| *until > pass_started);
         for (config_id, org_id) in work {
-            if let Some(at) = dispatch_config(&state, config_id, org_id).await {
+            if let Some(at) = dispatch_config(&state, config_id, org_id, &mut paced).await {
                 next_wake = next_wake.min(at);
             }
         }
@@ -100,8 +112,15 @@ async fn dispatch_config(
     state: &Arc<AppState>,
     config_id: ConfigId,
     org_id: i64,
+    paced: &mut PacedUntil,
 ) -> Option<Instant> {
     let cfg = state.catalog.config_any(config_id).await.ok()?;
+    if let Some(&(until, rate)) = paced.get(&config_id)
+        && rate == cfg.calls_per_second
+        && Instant::now() < until
+    {
+        return Some(until);
+    }
     let org = state.catalog.org(org_id).await.ok()?;
     let limits = ClaimLimits {
         org_max_live: org.settings.max_concurrent_calls,
@@ -142,10 +161,15 @@ async fn dispatch_config(
             tokio::spawn(dial(state.clone(), provider.clone(), run));
         }
     }
-    claim.retry_at.map(|at| {
+    let retry_at = claim.retry_at.map(|at| {
         let wait = at.duration_since(state.clock.now()).as_secs_f64().max(0.0);
         Instant::now() + Duration::from_secs_f64(wait)
-    })
+    });
+    match retry_at {
+        Some(at) => paced.insert(config_id, (at, cfg.calls_per_second)),
+        None => paced.remove(&config_id),
+    };
+    retry_at
 }
 
 fn ended(outcome: Outcome, reason: &str, error: String, state: &AppState) -> RunUpdate {
