@@ -108,7 +108,7 @@ struct Opts {
     /// Pacing observation window, seconds [60; quick 5].
     #[arg(long)]
     pacing_secs: Option<u64>,
-    /// Runs pre-loaded per scale step; a 0 baseline always runs [100000,1000000; quick 10000].
+    /// Runs pre-loaded per scale step; an empty baseline runs first and last [100000,1000000; quick 10000].
     #[arg(long, value_delimiter = ',')]
     scale_sizes: Vec<u64>,
     /// What the scale steps pre-load.

@@ -321,7 +321,7 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         writeln!(o, "## Scale: runs already in the database\n")?;
         writeln!(
             o,
-            "Each row starts the server on a copy of one configured database to which the runs were added directly {} while it was stopped. *Stored*: ended runs (copies of a real one, ~1 KiB context each), one second apart. *Queued*: runs waiting on a configuration that dials one call per 1000 s, so the backlog stays queued. Then the {}-connection trigger load and the steady-rate dispatch measurement run as above.\n",
+            "Each row starts the server on a copy of one configured database to which the runs were added directly {} while it was stopped. *Stored*: ended runs (copies of a real one, ~1 KiB context each), one second apart. *Queued*: runs waiting on a configuration that dials one call per 1000 s, so the backlog stays queued. Then the {}-connection trigger load and the steady-rate dispatch measurement run as above. The empty database (0) runs first and again last; *vs 0* compares with the mean of those two, as the machine's speed drifts over a run.\n",
             if r.on_postgres {
                 "(one `INSERT … SELECT` per table, then `VACUUM (ANALYZE)` and `CHECKPOINT`)"
             } else {
@@ -338,11 +338,13 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
             o,
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
         )?;
-        let base = r
+        let empty: Vec<f64> = r
             .scale
             .iter()
-            .find(|x| x.kind.is_none())
-            .map(|x| x.load.outcome.throughput());
+            .filter(|x| x.kind.is_none())
+            .map(|x| x.load.outcome.throughput())
+            .collect();
+        let base = (!empty.is_empty()).then(|| empty.iter().sum::<f64>() / empty.len() as f64);
         for x in &r.scale {
             let t = x.load.outcome.throughput();
             let vs = base
@@ -410,9 +412,14 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         "callgate, idle after all load".into(),
         r.callgate_idle_after_kib,
     )?;
+    let mut empty_seen = false;
     for x in &r.scale {
         let what = match x.kind {
-            None => "an empty database".to_owned(),
+            None if empty_seen => "an empty database, again".to_owned(),
+            None => {
+                empty_seen = true;
+                "an empty database".to_owned()
+            }
             Some(ScaleKind::Stored) => format!("{} stored runs", x.preloaded),
             Some(ScaleKind::Queued) => format!("{} queued runs", x.preloaded),
         };
