@@ -7,6 +7,7 @@ use crate::app::AppState;
 use callgate_domain::lifecycle::{CallSignal, Outcome};
 use callgate_store::{ClaimLimits, ClaimedRun, ConfigId, RunUpdate, TelephonyConfig};
 use callgate_telephony::{DialError, DialRequest, ProviderEvent};
+use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,13 +21,13 @@ const RESYNC: Duration = Duration::from_secs(5);
 /// Poll even without a wake-up, as a safety net (e.g. limits raised by another node).
 const POLL: Duration = Duration::from_millis(250);
 
-/// Per configuration, when its pacing next allows a dial (as its last claim said) and the rate
-/// that was for. Until then a claim could only find that out again, and on PostgreSQL it does
+/// Per configuration, when its pacing next allows a dial (as its last claim said, on the
+/// injected clock) and the rate that was for. Until then a claim could only find that out again, and on PostgreSQL it does
 /// so under the organisation's row lock after counting the due runs, holding up the claims of
 /// the organisation's other configurations. Other nodes' claims can only move the next slot
 /// later, so waiting for it never dials late; a changed rate starts a new schedule, so it
 /// ends the wait.
-type PacedUntil = HashMap<ConfigId, (Instant, f64)>;
+type PacedUntil = HashMap<ConfigId, (Timestamp, f64)>;
 
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
     let mut hints = state.store.work_hints();
@@ -73,7 +74,7 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
             let len = work.len();
             work.rotate_left(rotation % len);
         }
-        let pass_started = Instant::now();
+        let pass_started = state.clock.now();
         paced.retain(|_, (until, _)| *until > pass_started);
         for (config_id, org_id) in work {
             if let Some(at) = dispatch_config(&state, config_id, org_id, &mut paced).await {
@@ -117,9 +118,9 @@ async fn dispatch_config(
     let cfg = state.catalog.config_any(config_id).await.ok()?;
     if let Some(&(until, rate)) = paced.get(&config_id)
         && rate == cfg.calls_per_second
-        && Instant::now() < until
+        && state.clock.now() < until
     {
-        return Some(until);
+        return Some(instant_at(state, until));
     }
     let org = state.catalog.org(org_id).await.ok()?;
     let limits = ClaimLimits {
@@ -161,15 +162,17 @@ async fn dispatch_config(
             tokio::spawn(dial(state.clone(), provider.clone(), run));
         }
     }
-    let retry_at = claim.retry_at.map(|at| {
-        let wait = at.duration_since(state.clock.now()).as_secs_f64().max(0.0);
-        Instant::now() + Duration::from_secs_f64(wait)
-    });
-    match retry_at {
+    match claim.retry_at {
         Some(at) => paced.insert(config_id, (at, cfg.calls_per_second)),
         None => paced.remove(&config_id),
     };
-    retry_at
+    claim.retry_at.map(|at| instant_at(state, at))
+}
+
+/// The monotonic instant the dispatcher sleeps until for a time on the injected clock.
+fn instant_at(state: &AppState, at: Timestamp) -> Instant {
+    let wait = at.duration_since(state.clock.now()).as_secs_f64().max(0.0);
+    Instant::now() + Duration::from_secs_f64(wait)
 }
 
 fn ended(outcome: Outcome, reason: &str, error: String, state: &AppState) -> RunUpdate {
