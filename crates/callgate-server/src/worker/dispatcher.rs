@@ -10,21 +10,30 @@ use callgate_telephony::{DialError, DialRequest, ProviderEvent};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Most runs claimed for one configuration in one pass.
 const MAX_CLAIM: u32 = 256;
-/// How often the queue bookkeeping is re-read from the database.
+/// How often the queue bookkeeping is re-read from the database, at most.
 const RESYNC: Duration = Duration::from_secs(5);
+/// The re-read counts every queued run, so its cost grows with the backlog (~80 ms on three
+/// PostgreSQL processes for 1 000 000 queued runs); waiting this many times its last duration
+/// keeps it to a small share of a CPU on every node however large the backlog grows.
+const RESYNC_SPACING: u32 = 20;
+
+/// When to re-read the queue bookkeeping after a re-read that took `took`.
+fn resync_interval(took: Duration) -> Duration {
+    RESYNC.max(took.saturating_mul(RESYNC_SPACING))
+}
 /// Poll even without a wake-up, as a safety net (e.g. limits raised by another node).
 const POLL: Duration = Duration::from_millis(250);
 
 /// Per configuration, when its pacing next allows a dial (as its last claim said, on the
-/// injected clock) and the rate that was for. Until then a claim could only find that out again, and on PostgreSQL it does
-/// so under the organisation's row lock after counting the due runs, holding up the claims of
-/// the organisation's other configurations. Other nodes' claims can only move the next slot
+/// injected clock) and the rate that was for. Until then a claim could only find that out
+/// again, and on PostgreSQL it does so under the organisation's row lock after counting the
+/// due runs, holding up the claims of the organisation's other configurations. Other nodes' claims can only move the next slot
 /// later, so waiting for it never dials late; a changed rate starts a new schedule, so it
 /// ends the wait.
 type PacedUntil = HashMap<ConfigId, (Timestamp, f64)>;
@@ -34,6 +43,7 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
     let mut rotation = 0usize;
     let mut last_resync = Instant::now();
     let resyncing = Arc::new(AtomicBool::new(false));
+    let resync_every_ms = Arc::new(AtomicU64::new(millis(RESYNC)));
     let mut paced = PacedUntil::new();
     loop {
         if !state.accepting.load(Ordering::SeqCst) {
@@ -42,13 +52,18 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
         // Other nodes' queues and cancelled work: re-read the counts now and then, on a task of
         // its own. Counting a large, busy runs table can take longer than the pacing catch-up
         // allowance (250 ms), and the claims must not wait for it.
-        if last_resync.elapsed() >= RESYNC && !resyncing.swap(true, Ordering::SeqCst) {
+        let resync_every = Duration::from_millis(resync_every_ms.load(Ordering::Relaxed));
+        if last_resync.elapsed() >= resync_every && !resyncing.swap(true, Ordering::SeqCst) {
             let (state, resyncing) = (state.clone(), resyncing.clone());
+            let resync_every_ms = resync_every_ms.clone();
             tokio::spawn(async move {
+                let started = Instant::now();
                 if let Ok(counts) = state.store.queue_counts().await {
                     state.capacity.seed(&counts);
                     state.dispatch.notify_one();
                 }
+                let next = resync_interval(started.elapsed());
+                resync_every_ms.store(millis(next), Ordering::Relaxed);
                 resyncing.store(false, Ordering::SeqCst);
             });
             last_resync = Instant::now();
@@ -362,5 +377,30 @@ pub async fn reap_orphans(state: &AppState) {
                 state,
             ),
         });
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_re_read_waits_longer_as_it_takes_longer() {
+        assert_eq!(resync_interval(Duration::ZERO), RESYNC);
+        assert_eq!(resync_interval(Duration::from_millis(80)), RESYNC);
+        assert_eq!(resync_interval(Duration::from_millis(250)), RESYNC);
+        assert_eq!(
+            resync_interval(Duration::from_millis(800)),
+            Duration::from_secs(16)
+        );
+        assert_eq!(
+            resync_interval(Duration::from_secs(3)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(resync_interval(Duration::MAX), Duration::MAX);
     }
 }
