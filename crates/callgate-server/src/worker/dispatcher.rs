@@ -22,21 +22,21 @@ const RESYNC: Duration = Duration::from_secs(5);
 /// PostgreSQL processes for 1 000 000 queued runs); waiting this many times its last duration
 /// keeps it to a small share of a CPU on every node however large the backlog grows.
 const RESYNC_SPACING: u32 = 20;
-
-/// When to re-read the queue bookkeeping after a re-read that took `took`.
-fn resync_interval(took: Duration) -> Duration {
-    RESYNC.max(took.saturating_mul(RESYNC_SPACING))
-}
 /// Poll even without a wake-up, as a safety net (e.g. limits raised by another node).
 const POLL: Duration = Duration::from_millis(250);
 
 /// Per configuration, when its pacing next allows a dial (as its last claim said, on the
 /// injected clock) and the rate that was for. Until then a claim could only find that out
 /// again, and on PostgreSQL it does so under the organisation's row lock after counting the
-/// due runs, holding up the claims of the organisation's other configurations. Other nodes' claims can only move the next slot
-/// later, so waiting for it never dials late; a changed rate starts a new schedule, so it
-/// ends the wait.
+/// due runs, holding up the claims of the organisation's other configurations. Other nodes'
+/// claims can only move the next slot later, so waiting for it never dials late; a changed
+/// rate starts a new schedule, so it ends the wait.
 type PacedUntil = HashMap<ConfigId, (Timestamp, f64)>;
+
+/// When to re-read the queue bookkeeping after a re-read that took `took`.
+fn resync_interval(took: Duration) -> Duration {
+    RESYNC.max(took.saturating_mul(RESYNC_SPACING))
+}
 
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
     let mut hints = state.store.work_hints();
