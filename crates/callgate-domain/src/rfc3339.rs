@@ -89,6 +89,21 @@ fn fast(t: Timestamp) -> Option<Text> {
     Some(Text { buf, len })
 }
 
+/// Appends `t` as a JSON string (quoted): what `serialize` writes through serde_json, without
+/// a serializer (the text is ASCII digits and separators, which JSON never escapes).
+pub fn push_quoted(t: Timestamp, out: &mut String) {
+    out.push('"');
+    match fast(t) {
+        Some(text) => out.push_str(text.as_str()),
+        None => {
+            use std::fmt::Write;
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{t}");
+        }
+    }
+    out.push('"');
+}
+
 /// For `#[serde(serialize_with = "callgate_domain::rfc3339::serialize")]` on a `Timestamp`
 /// field: the same string jiff's own `Serialize` writes.
 pub fn serialize<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -114,6 +129,13 @@ mod tests {
 
     fn check(t: Timestamp) {
         assert_eq!(to_string(t), t.to_string(), "{t:?}");
+        let mut quoted = String::from("x");
+        push_quoted(t, &mut quoted);
+        assert_eq!(
+            quoted,
+            format!("x{}", serde_json::to_string(&t).unwrap()),
+            "{t:?}"
+        );
     }
 
     #[test]

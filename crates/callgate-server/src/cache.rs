@@ -6,7 +6,7 @@
 use callgate_domain::definition::{Definition, TriggerNode};
 use callgate_domain::variables::VariableDecl;
 use callgate_store::*;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 
 use callgate_domain::lifecycle::RunStatus;
 use callgate_store::{ConfigId, OrgId, QueueCount};
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,9 +1,9 @@
 //! Prometheus metrics (SPEC §12 `/metrics`): triggers by route and status, runs by outcome,
 //! queue depth and dispatch latency. One process-wide recorder, installed on first use.
 
+use foldhash::HashMap;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

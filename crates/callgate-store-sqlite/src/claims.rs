@@ -4,9 +4,9 @@
 use crate::util::{append_event, db_err, from_ts, parse_uuid, ts};
 use callgate_domain::pacing::Pacer;
 use callgate_store::*;
+use foldhash::{HashMap, HashMapExt};
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Pacing schedules per configuration, owned by this process.

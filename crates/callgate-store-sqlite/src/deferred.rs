@@ -10,8 +10,8 @@
 //! (`pending_agent_runs`, `pending_charge`).
 
 use callgate_store::{AgentId, OrgId};
+use foldhash::HashMap;
 use rusqlite::{Connection, params};
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Default)]

@@ -17,9 +17,6 @@ pub(crate) struct EventText {
 }
 
 #[derive(Serialize)]
-struct At(#[serde(serialize_with = "callgate_domain::rfc3339::serialize")] Timestamp);
-
-#[derive(Serialize)]
 struct Optional<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     provider_status: Option<&'a str>,
@@ -46,8 +43,10 @@ impl EventText {
                 None => "}".to_owned(),
             }
         };
+        let mut quoted_at = String::with_capacity(32);
+        callgate_domain::rfc3339::push_quoted(at, &mut quoted_at);
         Ok(Self {
-            at: json_text(&At(at))?,
+            at: quoted_at,
             tail,
         })
     }
