@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod db;
+mod disk;
 mod hello;
 mod load;
 mod pg_preload;
@@ -252,6 +253,10 @@ async fn bench(o: Opts) -> Result<()> {
         settings: settings_table(&s),
         ..Results::default()
     };
+    r.disk_before = Some(
+        disk::probe(&s.work, disk::PROBE_WRITES, disk::PROBE_BLOCK)
+            .context("disk probe before the scenarios")?,
+    );
     let bodies = scenarios::trigger_bodies(64, None)?;
 
     if wants(Scenario::Reference) {
@@ -318,6 +323,10 @@ async fn bench(o: Opts) -> Result<()> {
     }
 
     r.load_after = report::load_average();
+    r.disk_after = Some(
+        disk::probe(&s.work, disk::PROBE_WRITES, disk::PROBE_BLOCK)
+            .context("disk probe after the scenarios")?,
+    );
     r.elapsed_secs = started.elapsed().as_secs_f64();
     let text = report::render(&machine, &r)?;
     if let Some(parent) = o.out.parent().filter(|p| !p.as_os_str().is_empty()) {

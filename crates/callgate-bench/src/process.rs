@@ -83,6 +83,13 @@ impl Proc {
         cpu_time(&format!("/proc/{}/stat", self.pid()))
     }
 
+    /// Bytes the process has caused to be sent to the storage layer so far (`write_bytes` of
+    /// /proc/<pid>/io); None where the kernel does not keep I/O accounting.
+    pub fn written_bytes(&self) -> Option<u64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid())).ok()?;
+        write_bytes(&io)
+    }
+
     /// SIGTERM, then SIGKILL if the process has not exited within `grace`.
     pub async fn stop(&mut self, grace: Duration) -> Result<()> {
         if self.child.try_wait()?.is_some() {
@@ -118,6 +125,13 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The `write_bytes` field of a /proc/<pid>/io text.
+fn write_bytes(io: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `VmRSS` of a process, in KiB.
@@ -166,4 +180,18 @@ fn clock_ticks() -> u64 {
             .filter(|t| *t > 0)
             .unwrap_or(100)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_bytes_is_read_from_the_io_accounting_text() {
+        let io = "rchar: 4096\nwchar: 1234567\nsyscr: 10\nsyscw: 20\nread_bytes: 0\n\
+                  write_bytes: 137740288\ncancelled_write_bytes: 8192\n";
+        assert_eq!(write_bytes(io), Some(137_740_288));
+        assert_eq!(write_bytes("rchar: 1\nwchar: 2\n"), None);
+        assert_eq!(write_bytes("write_bytes: many\n"), None);
+    }
 }

@@ -1,5 +1,6 @@
 //! The machine description and the markdown tables written to `--out` and printed.
 
+use crate::disk::DiskProbe;
 use crate::scenarios::{DispatchResult, Latency, LoadRow, PacingResult, ScaleKind, ScaleRow};
 use anyhow::Result;
 use std::fmt::Write;
@@ -112,6 +113,9 @@ pub struct Results {
     pub pacing: Option<PacingResult>,
     pub scale: Vec<ScaleRow>,
     pub load_after: String,
+    /// The working directory's disk before and after the scenarios.
+    pub disk_before: Option<DiskProbe>,
+    pub disk_after: Option<DiskProbe>,
     pub elapsed_secs: f64,
 }
 
@@ -159,9 +163,20 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         "| Load average before / after | {} / {} |",
         machine.load_before, r.load_after
     )?;
+    for (when, d) in [("before", &r.disk_before), ("after", &r.disk_after)] {
+        if let Some(d) = d {
+            writeln!(
+                o,
+                "| Disk {when} ({} × {} KiB writes, each flushed) | {} |",
+                d.writes,
+                d.block_bytes / 1024,
+                d.summary()
+            )?;
+        }
+    }
     writeln!(
         o,
-        "\nThe load generator runs on the same machine and shares its CPUs with the server.\n"
+        "\nThe load generator runs on the same machine and shares its CPUs with the server. Every accepted trigger waits for a WAL flush: a disk that flushes slowly, or takes only a few MiB/s, bounds the trigger rate whatever the CPUs do (the disk rows).\n"
     )?;
     writeln!(o, "## Settings\n")?;
     writeln!(o, "| | |\n|---|---|")?;
@@ -206,14 +221,14 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         let with_dispatch = rows.iter().any(|x| x.dispatch.is_some());
         write!(
             o,
-            "| Conns | Req/s | vs reference | p50 ms | p90 ms | p99 ms | max ms | Errors | Server RSS peak MiB | Server CPU % | Client CPU % |"
+            "| Conns | Req/s | vs reference | p50 ms | p90 ms | p99 ms | max ms | Errors | Server RSS peak MiB | Server CPU % | Client CPU % | Server disk writes KiB/req |"
         )?;
         if with_dispatch {
             write!(o, " Dispatch p50 / p99 ms |")?;
         }
         write!(
             o,
-            "\n|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+            "\n|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
         )?;
         if with_dispatch {
             write!(o, "---:|")?;
@@ -227,7 +242,7 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
                 .unwrap_or_else(|| "–".into());
             write!(
                 o,
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
                 x.connections,
                 t,
                 ratio,
@@ -238,7 +253,10 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
                 x.outcome.error_summary(),
                 mib(x.rss_peak_kib),
                 x.server_cpu_pct,
-                x.client_cpu_pct
+                x.client_cpu_pct,
+                x.written_per_request()
+                    .map(|b| format!("{:.1}", b / 1024.0))
+                    .unwrap_or_else(|| "–".into())
             )?;
             if with_dispatch {
                 let d = x.dispatch.as_ref().map(lat_pair).unwrap_or_default();
@@ -261,17 +279,17 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         )?;
         writeln!(
             o,
-            "| Rate /s | Triggered | Dialled | Dispatch p50 ms | p90 ms | p99 ms | max ms | Not dialled | Answer p50 ms | Answer p99 ms | Answer max ms | Trigger errors |"
+            "| Rate /s | Triggered | Dialled | Dispatch p50 ms | p90 ms | p99 ms | max ms | Not dialled | Answer p50 ms | Answer p99 ms | Answer max ms | Trigger errors | Server disk writes KiB/run |"
         )?;
         writeln!(
             o,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
         )?;
         for d in &r.dispatch {
             let l = &d.latency;
             writeln!(
                 o,
-                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 d.rate,
                 d.triggered,
                 l.count,
@@ -283,7 +301,10 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
                 ms(d.answer_ms[0]),
                 ms(d.answer_ms[2]),
                 ms(d.answer_ms[3]),
-                d.errors
+                d.errors,
+                d.written_per_run
+                    .map(|b| format!("{:.1}", b / 1024.0))
+                    .unwrap_or_else(|| "–".into())
             )?;
         }
         writeln!(o)?;

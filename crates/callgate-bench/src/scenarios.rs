@@ -100,6 +100,19 @@ pub struct LoadRow {
     pub client_cpu_pct: f64,
     /// For the trigger route: dispatch latency of the runs created in the window.
     pub dispatch: Option<Latency>,
+    /// Bytes the server sent towards the disk during the window (`write_bytes` of
+    /// /proc/<pid>/io: WAL frames, checkpoint copies), when the system reports them.
+    pub server_written: Option<u64>,
+}
+
+impl LoadRow {
+    /// Disk bytes per answered request in the window.
+    pub fn written_per_request(&self) -> Option<f64> {
+        let requests = self.outcome.ok + self.outcome.errors;
+        self.server_written
+            .filter(|_| requests > 0)
+            .map(|b| b as f64 / requests as f64)
+    }
 }
 
 /// Runs `plan` while sampling the target's memory and CPU.
@@ -115,6 +128,7 @@ async fn probed(
     let load = tokio::spawn(load::run(addr, req, plan));
     tokio::time::sleep(warmup).await;
     let server_cpu0 = server.cpu_time()?;
+    let written0 = server.written_bytes();
     let client_cpu0 = process::cpu_time("/proc/self/stat")?;
     let t0 = Instant::now();
     let mut peak = server.rss_kib()?;
@@ -124,6 +138,9 @@ async fn probed(
     }
     let wall = t0.elapsed().as_secs_f64().max(1e-9);
     let server_cpu = (server.cpu_time()? - server_cpu0).as_secs_f64();
+    let server_written = written0
+        .zip(server.written_bytes())
+        .map(|(a, b)| b.saturating_sub(a));
     let client_cpu = (process::cpu_time("/proc/self/stat")? - client_cpu0).as_secs_f64();
     let outcome = load.await.context("load generator panicked")??;
     Ok(LoadRow {
@@ -134,6 +151,7 @@ async fn probed(
         server_cpu_pct: server_cpu / wall * 100.0,
         client_cpu_pct: client_cpu / wall * 100.0,
         dispatch: None,
+        server_written,
     })
 }
 
@@ -345,6 +363,9 @@ pub struct DispatchResult {
     pub latency: Latency,
     /// The triggers' own answer times (ms) at this rate: p50, p90, p99, max.
     pub answer_ms: [f64; 4],
+    /// Disk bytes the server wrote per run created, its whole call included (from before the
+    /// load until every run ended), when the system reports them.
+    pub written_per_run: Option<f64>,
 }
 
 pub async fn dispatch(
@@ -362,11 +383,17 @@ pub async fn dispatch(
         interval: Some(Duration::from_secs_f64(DISPATCH_CONNECTIONS as f64 / rate)),
         max_requests: None,
     };
+    let written0 = server.proc.written_bytes();
     let out = load::run(server.addr, trigger.clone(), plan).await?;
     let pending = server.runs.wait_settled(before, SETTLE_TIMEOUT).await?;
     if pending > 0 {
         eprintln!("  warning: {pending} runs had not ended {SETTLE_TIMEOUT:?} after the load");
     }
+    let created = server.runs.max_run_id().await?.saturating_sub(before);
+    let written_per_run = written0
+        .zip(server.proc.written_bytes())
+        .filter(|_| created > 0)
+        .map(|(a, b)| b.saturating_sub(a) as f64 / created as f64);
     let (lat, undialled) = server
         .runs
         .dispatch_latencies(before, Some(out.window))
@@ -387,6 +414,7 @@ pub async fn dispatch(
         triggered: out.ok,
         errors: out.error_summary(),
         latency,
+        written_per_run,
     })
 }
 
