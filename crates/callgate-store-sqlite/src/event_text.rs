@@ -2,11 +2,9 @@
 //! every call) except for the two fields only the writer knows: the status the state machine
 //! picks and the run's attempt. Byte for byte what serde writes for `RunEvent` (tested).
 
-use crate::util::json_text;
+use callgate_domain::json_text::push_string;
 use callgate_domain::lifecycle::RunStatus;
-use callgate_store::StoreError;
 use jiff::Timestamp;
-use serde::Serialize;
 use std::fmt::Write;
 
 pub(crate) struct EventText {
@@ -16,39 +14,28 @@ pub(crate) struct EventText {
     tail: String,
 }
 
-#[derive(Serialize)]
-struct Optional<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_status: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
-}
-
 impl EventText {
-    pub(crate) fn new(
-        at: Timestamp,
-        provider_status: Option<&str>,
-        detail: Option<&str>,
-    ) -> Result<Self, StoreError> {
-        // Nothing follows the attempt but the brace, or the optional fields' own text.
-        let tail = if provider_status.is_none() && detail.is_none() {
-            "}".to_owned()
-        } else {
-            let optional = json_text(&Optional {
-                provider_status,
-                detail,
-            })?;
-            match optional.strip_prefix('{') {
-                Some(fields) => format!(",{fields}"),
-                None => "}".to_owned(),
-            }
-        };
+    pub(crate) fn new(at: Timestamp, provider_status: Option<&str>, detail: Option<&str>) -> Self {
+        // Nothing follows the attempt but the brace, or the optional fields (in `RunEvent`'s
+        // order, each only when present) and the brace.
+        let mut tail = String::with_capacity(
+            1 + provider_status.map_or(0, |p| p.len() + 22) + detail.map_or(0, |d| d.len() + 13),
+        );
+        if let Some(p) = provider_status {
+            tail.push_str(",\"provider_status\":");
+            push_string(&mut tail, p);
+        }
+        if let Some(d) = detail {
+            tail.push_str(",\"detail\":");
+            push_string(&mut tail, d);
+        }
+        tail.push('}');
         let mut quoted_at = String::with_capacity(32);
         callgate_domain::rfc3339::push_quoted(at, &mut quoted_at);
-        Ok(Self {
+        Self {
             at: quoted_at,
             tail,
-        })
+        }
     }
 
     pub(crate) fn text(&self, status: RunStatus, attempt: u32) -> String {
@@ -69,6 +56,7 @@ impl EventText {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::util::json_text;
     use callgate_store::RunEvent;
 
     #[test]
@@ -92,7 +80,7 @@ mod tests {
         for at in &times {
             for provider_status in texts {
                 for detail in texts {
-                    let pending = EventText::new(*at, provider_status, detail).unwrap();
+                    let pending = EventText::new(*at, provider_status, detail);
                     for status in RunStatus::ALL {
                         for attempt in [0, 1, 7, u32::MAX] {
                             let event = RunEvent {

@@ -174,7 +174,7 @@ impl UpdateTexts {
                 crate::util::micros(u.at),
                 u.provider_status.as_deref(),
                 u.detail.as_deref(),
-            )?,
+            ),
         })
     }
 }
@@ -414,7 +414,7 @@ impl SqliteStore {
             provider_status: None,
             detail: None,
         }];
-        let first_event = EventText::new(events[0].at, None, None)?.text(run.status, 1);
+        let first_event = EventText::new(events[0].at, None, None).text(run.status, 1);
         let call_id = run.call_id.to_string();
         let workflow_uuid = run.workflow_uuid.to_string();
         let claims = self.claims.clone();
@@ -464,7 +464,7 @@ impl SqliteStore {
             .map(crate::util::micros);
             let events_text = match dial_at {
                 Some(at) => {
-                    let dialing = EventText::new(at, None, None)?.text(RunStatus::Dialing, 1);
+                    let dialing = EventText::new(at, None, None).text(RunStatus::Dialing, 1);
                     format!("[{first_event},{dialing}]")
                 }
                 None => format!("[{first_event}]"),
