@@ -6,8 +6,8 @@
 use callgate_domain::definition::{Definition, TriggerNode};
 use callgate_domain::variables::VariableDecl;
 use callgate_store::*;
-use foldhash::{HashMap, HashMapExt};
-use std::hash::Hash;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -16,16 +16,19 @@ use uuid::Uuid;
 /// memory without limit.
 const MAX_ENTRIES: usize = 100_000;
 
-struct TtlMap<K, V> {
+/// Entries expire `ttl` after they were put. Maps keyed by ids or digests hash with foldhash;
+/// a map keyed by text the caller chose (a trigger path, a UUID in a URL) names SipHash
+/// (`RandomState`) instead, whose keyed hashing no flood of crafted keys can collide.
+struct TtlMap<K, V, S = foldhash::fast::RandomState> {
     ttl: Duration,
-    map: RwLock<HashMap<K, (Instant, V)>>,
+    map: RwLock<HashMap<K, (Instant, V), S>>,
 }
 
-impl<K: Eq + Hash + Clone, V: Clone> TtlMap<K, V> {
+impl<K: Eq + Hash + Clone, V: Clone, S: BuildHasher + Default> TtlMap<K, V, S> {
     fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
         }
     }
 
@@ -120,9 +123,9 @@ impl CachedAgent {
 pub struct Catalog {
     store: Arc<dyn Store>,
     keys: TtlMap<[u8; 32], Option<Arc<ApiKey>>>,
-    triggers: TtlMap<String, Option<TriggerOwner>>,
+    triggers: TtlMap<String, Option<TriggerOwner>, RandomState>,
     agents: TtlMap<AgentId, Arc<CachedAgent>>,
-    agent_uuids: TtlMap<Uuid, Option<(OrgId, AgentId)>>,
+    agent_uuids: TtlMap<Uuid, Option<(OrgId, AgentId)>, RandomState>,
     users: TtlMap<UserId, Arc<User>>,
     orgs: TtlMap<OrgId, Arc<Organization>>,
     configs: TtlMap<OrgId, Arc<Vec<ConfigWithNumbers>>>,
