@@ -124,12 +124,12 @@ fn write_map(out: &mut String, map: &Map<String, Value>) {
     out.push('}');
 }
 
-/// `serde_json::to_string(value)`, faster for text-heavy values.
 /// Appends `s` as a JSON string, quotes included, exactly as serde_json writes it.
 pub fn push_string(out: &mut String, s: &str) {
     write_escaped(out, s);
 }
 
+/// `serde_json::to_string(value)`, faster for text-heavy values.
 pub fn value_text(value: &Value) -> String {
     let mut out = String::with_capacity(256);
     write_value(&mut out, value);

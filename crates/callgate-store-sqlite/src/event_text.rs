@@ -18,9 +18,8 @@ impl EventText {
     pub(crate) fn new(at: Timestamp, provider_status: Option<&str>, detail: Option<&str>) -> Self {
         // Nothing follows the attempt but the brace, or the optional fields (in `RunEvent`'s
         // order, each only when present) and the brace.
-        let mut tail = String::with_capacity(
-            1 + provider_status.map_or(0, |p| p.len() + 22) + detail.map_or(0, |d| d.len() + 13),
-        );
+        // `push_string` reserves room for each text it writes.
+        let mut tail = String::with_capacity(32);
         if let Some(p) = provider_status {
             tail.push_str(",\"provider_status\":");
             push_string(&mut tail, p);
