@@ -48,11 +48,30 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    match cli.command {
+        // `callgate` alone is `callgate serve`, environment variables included.
+        None => start(&cli.global, settings::ServeArgs::from_env()?),
+        Some(Command::Serve(args)) => start(&cli.global, args),
+        Some(command) => runtime(None)?.block_on(run(cli.global, command)),
+    }
+}
+
+/// Runs the server; its settings come first, as they size the runtime.
+fn start(global: &settings::GlobalArgs, args: settings::ServeArgs) -> Result<()> {
+    let resolved = settings::resolve(global, &args)?;
+    runtime(Some(resolved.worker_threads))?.block_on(serve(resolved))
+}
+
+/// The async runtime; `None` sizes it by tokio's default (one worker per CPU).
+fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run(cli))
+        .context("cannot start the async runtime")
 }
 
 /// Connections each process keeps to PostgreSQL: enough for the API, the dispatcher and the
@@ -65,7 +84,7 @@ const POSTGRES_POOL_SIZE: usize = 16;
 pub async fn open_store(cfg: &Config, db: &settings::DatabaseSettings) -> Result<Arc<dyn Store>> {
     let path = match db.url.as_deref() {
         None | Some("") => cfg.data_dir.join("callgate.db"),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+        Some(url) if settings::is_postgres_url(url) => {
             let options = PgOptions {
                 pool_size: POSTGRES_POOL_SIZE,
                 timeout: db.timeout,
@@ -96,28 +115,30 @@ pub async fn open_store(cfg: &Config, db: &settings::DatabaseSettings) -> Result
     Ok(Arc::new(store))
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        // `callgate` alone is `callgate serve`, environment variables included.
-        None => serve(cli.global, settings::ServeArgs::from_env()?).await,
-        Some(Command::Serve(args)) => serve(cli.global, args).await,
-        Some(Command::Migrate) => {
-            let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
-            open_store(&cfg, &db).await?;
+/// The commands other than `serve`, on a runtime of tokio's default size.
+async fn run(global: settings::GlobalArgs, command: Command) -> Result<()> {
+    match command {
+        Command::Migrate => {
+            let r = settings::resolve(&global, &settings::ServeArgs::default())?;
+            open_store(&r.config, &r.db).await?;
             println!("migrations applied");
             Ok(())
         }
-        Some(Command::Admin(cmd)) => {
-            let (cfg, db) = settings::resolve(&cli.global, &settings::ServeArgs::default())?;
-            let store = open_store(&cfg, &db).await?;
+        Command::Admin(cmd) => {
+            let r = settings::resolve(&global, &settings::ServeArgs::default())?;
+            let store = open_store(&r.config, &r.db).await?;
             admin::run(store, cmd).await
         }
-        Some(Command::Call(args)) => call::run(args).await,
+        Command::Call(args) => call::run(args).await,
+        // `main` starts the server itself, on a runtime sized by its settings.
+        Command::Serve(_) => bail!("serve is not an administrative command"),
     }
 }
 
-async fn serve(global: settings::GlobalArgs, args: settings::ServeArgs) -> Result<()> {
-    let (cfg, db) = settings::resolve(&global, &args)?;
+async fn serve(resolved: settings::Resolved) -> Result<()> {
+    let settings::Resolved {
+        config: cfg, db, ..
+    } = resolved;
     let store = open_store(&cfg, &db).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let bootstrap = cfg.bootstrap;
@@ -125,7 +146,12 @@ async fn serve(global: settings::GlobalArgs, args: settings::ServeArgs) -> Resul
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = app.state();
-    tracing::info!(addr = %app.local_addr(), node_id = %state.config.node_id, "callgate listening");
+    tracing::info!(
+        addr = %app.local_addr(),
+        node_id = %state.config.node_id,
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "callgate listening"
+    );
     println!("callgate is listening on {}", state.public_url);
     if bootstrap {
         let first =

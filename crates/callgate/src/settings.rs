@@ -73,6 +73,9 @@ pub struct ServeArgs {
     /// between the nodes sharing a database.
     #[arg(long, env = "CALLGATE_NODE_ID")]
     pub node_id: Option<String>,
+    /// Threads serving HTTP and running calls (default: one per CPU, less one on SQLite).
+    #[arg(long, env = "CALLGATE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 impl ServeArgs {
@@ -103,6 +106,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     database_timeout: Option<f64>,
     node_id: Option<String>,
+    worker_threads: Option<usize>,
 }
 
 /// Where the store lives and how patiently to wait for it.
@@ -127,8 +131,39 @@ fn read_file(path: Option<&PathBuf>) -> Result<FileConfig> {
     }
 }
 
-/// The server configuration and the database settings.
-pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<(Config, DatabaseSettings)> {
+/// Everything `serve` needs before it starts.
+pub struct Resolved {
+    pub config: Config,
+    pub db: DatabaseSettings,
+    /// Size of the async runtime (its worker threads).
+    pub worker_threads: usize,
+}
+
+/// Whether a database URL names PostgreSQL (anything else is SQLite or an error).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Most worker threads a setting may ask for.
+const MAX_WORKER_THREADS: usize = 1024;
+
+/// The runtime's worker threads: the setting, else one per CPU, less one on SQLite.
+///
+/// On SQLite every write goes through one writer thread, the serial step of every trigger and
+/// call; with a worker on every CPU the workers preempt it, and it waits runnable while
+/// callers wait on it. Leaving it a CPU measured ~10 % more triggers per second on 2 CPUs
+/// (docs/benchmarks.md, "Twelfth round"). PostgreSQL does its writing in its own processes.
+pub fn worker_threads(setting: Option<usize>, cpus: usize, postgres: bool) -> Result<usize> {
+    match setting {
+        Some(n) if (1..=MAX_WORKER_THREADS).contains(&n) => Ok(n),
+        Some(n) => bail!("worker threads must be between 1 and {MAX_WORKER_THREADS}, got {n}"),
+        None if postgres => Ok(cpus.max(1)),
+        None => Ok(cpus.saturating_sub(1).max(1)),
+    }
+}
+
+/// The server configuration, the database settings and the runtime's size.
+pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<Resolved> {
     let file = read_file(g.config.as_ref())?;
     init_logging(
         g.log.clone().or(file.log.clone()),
@@ -182,7 +217,14 @@ pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<(Config, DatabaseSetting
         url: g.database_url.clone().or(file.database_url),
         timeout: Duration::from_secs_f64(timeout),
     };
-    Ok((cfg, db))
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let postgres = db.url.as_deref().is_some_and(is_postgres_url);
+    let worker_threads = worker_threads(s.worker_threads.or(file.worker_threads), cpus, postgres)?;
+    Ok(Resolved {
+        config: cfg,
+        db,
+        worker_threads,
+    })
 }
 
 /// Installs the subscriber once (flags and env win over the file).
@@ -195,4 +237,39 @@ fn init_logging(log: Option<String>, format: Option<LogFormat>) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_leaves_its_writer_a_cpu_and_postgres_takes_them_all() {
+        assert_eq!(worker_threads(None, 2, false).ok(), Some(1));
+        assert_eq!(worker_threads(None, 8, false).ok(), Some(7));
+        assert_eq!(worker_threads(None, 1, false).ok(), Some(1));
+        assert_eq!(worker_threads(None, 2, true).ok(), Some(2));
+        assert_eq!(worker_threads(None, 8, true).ok(), Some(8));
+        assert_eq!(worker_threads(None, 0, true).ok(), Some(1));
+    }
+
+    #[test]
+    fn a_worker_threads_setting_wins_within_bounds() {
+        assert_eq!(worker_threads(Some(3), 2, false).ok(), Some(3));
+        assert_eq!(worker_threads(Some(1), 64, true).ok(), Some(1));
+        assert_eq!(worker_threads(Some(1024), 2, false).ok(), Some(1024));
+        for bad in [0, 1025] {
+            let e = worker_threads(Some(bad), 2, false).expect_err("out of bounds");
+            assert!(e.to_string().contains("between 1 and 1024"), "{e}");
+        }
+    }
+
+    #[test]
+    fn postgres_urls_are_told_from_sqlite_ones() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://u@h/db"));
+        assert!(!is_postgres_url("sqlite://./x.db"));
+        assert!(!is_postgres_url("sqlite:x.db"));
+        assert!(!is_postgres_url("mysql://h/db"));
+    }
 }

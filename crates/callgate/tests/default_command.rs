@@ -1,36 +1,23 @@
 //! `callgate` run without a command is `callgate serve`, and reads the same environment
 //! variables (the README's first command relies on it). Runs the real binary on SQLite.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::Stdio;
 use std::time::Duration;
 
 #[test]
 fn the_default_command_reads_the_serve_variables() {
     let dir = tempfile::tempdir().expect("temp dir");
     let public = "http://callgate.example.test:1234";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callgate"))
-        .current_dir(dir.path())
-        .env_remove("CALLGATE_CONFIG")
-        .env_remove("CALLGATE_DATABASE_URL")
-        .env("CALLGATE_DATA_DIR", dir.path())
-        .env("CALLGATE_BIND", "127.0.0.1:0")
+    let mut child = common::callgate_in(dir.path())
         .env("CALLGATE_PUBLIC_URL", public)
         .env("CALLGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start callgate");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::stdout_lines(&mut child);
     let mut seen = Vec::new();
     let listening = loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
