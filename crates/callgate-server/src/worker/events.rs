@@ -9,10 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const MAX_BATCH: usize = 512;
+/// Events applied per store call. One task applies every call's events, and while a trigger
+/// load keeps every worker busy it gets a turn only after the other ready tasks (at 256
+/// connections on one worker, roughly each connection's request in between): with 512 per
+/// turn it fell behind the three events each trigger brings, and runs waiting for their
+/// first event piled up in memory (RSS peak 202 MiB against 67 MiB with 4 096;
+/// docs/benchmarks.md, "Twelfth round"). Batches are only this large while events wait.
+const MAX_BATCH: usize = 4096;
 
 pub async fn run(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<ProviderEvent>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Grows to the largest backlog met, not to MAX_BATCH up front.
+    let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let updates: std::sync::Arc<[_]> = batch.drain(..).map(|e| (e.run_id, e.update)).collect();
         let results = loop {
