@@ -55,7 +55,8 @@ fn short_escape(byte: u8) -> Option<&'static str> {
     })
 }
 
-fn write_escaped(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string, quotes included, exactly as serde_json writes it.
+pub fn push_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
@@ -96,7 +97,7 @@ fn write_value(out: &mut String, value: &Value) {
         Value::Number(n) => {
             let _ = write!(out, "{n}");
         }
-        Value::String(s) => write_escaped(out, s),
+        Value::String(s) => push_string(out, s),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -117,16 +118,11 @@ fn write_map(out: &mut String, map: &Map<String, Value>) {
         if i > 0 {
             out.push(',');
         }
-        write_escaped(out, key);
+        push_string(out, key);
         out.push(':');
         write_value(out, item);
     }
     out.push('}');
-}
-
-/// Appends `s` as a JSON string, quotes included, exactly as serde_json writes it.
-pub fn push_string(out: &mut String, s: &str) {
-    write_escaped(out, s);
 }
 
 /// `serde_json::to_string(value)`, faster for text-heavy values.

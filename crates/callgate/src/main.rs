@@ -52,7 +52,9 @@ fn main() -> Result<()> {
         // `callgate` alone is `callgate serve`, environment variables included.
         None => start(&cli.global, settings::ServeArgs::from_env()?),
         Some(Command::Serve(args)) => start(&cli.global, args),
-        Some(command) => runtime(None)?.block_on(run(cli.global, command)),
+        Some(Command::Migrate) => runtime(None)?.block_on(migrate(cli.global)),
+        Some(Command::Admin(cmd)) => runtime(None)?.block_on(admin_command(cli.global, cmd)),
+        Some(Command::Call(args)) => runtime(None)?.block_on(call::run(args)),
     }
 }
 
@@ -115,24 +117,17 @@ pub async fn open_store(cfg: &Config, db: &settings::DatabaseSettings) -> Result
     Ok(Arc::new(store))
 }
 
-/// The commands other than `serve`, on a runtime of tokio's default size.
-async fn run(global: settings::GlobalArgs, command: Command) -> Result<()> {
-    match command {
-        Command::Migrate => {
-            let r = settings::resolve(&global, &settings::ServeArgs::default())?;
-            open_store(&r.config, &r.db).await?;
-            println!("migrations applied");
-            Ok(())
-        }
-        Command::Admin(cmd) => {
-            let r = settings::resolve(&global, &settings::ServeArgs::default())?;
-            let store = open_store(&r.config, &r.db).await?;
-            admin::run(store, cmd).await
-        }
-        Command::Call(args) => call::run(args).await,
-        // `main` starts the server itself, on a runtime sized by its settings.
-        Command::Serve(_) => bail!("serve is not an administrative command"),
-    }
+async fn migrate(global: settings::GlobalArgs) -> Result<()> {
+    let r = settings::resolve(&global, &settings::ServeArgs::default())?;
+    open_store(&r.config, &r.db).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn admin_command(global: settings::GlobalArgs, cmd: admin::AdminCommand) -> Result<()> {
+    let r = settings::resolve(&global, &settings::ServeArgs::default())?;
+    let store = open_store(&r.config, &r.db).await?;
+    admin::run(store, cmd).await
 }
 
 async fn serve(resolved: settings::Resolved) -> Result<()> {
