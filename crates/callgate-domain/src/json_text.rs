@@ -87,7 +87,7 @@ pub fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn write_value(out: &mut String, value: &Value) {
+pub(crate) fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod pacing;
 pub mod phone;
 pub mod rfc3339;
+pub mod system_context;
 pub mod template;
 pub mod trigger_path;
 pub mod variables;

@@ -11,6 +11,7 @@
 //! between braces — JSON, code, an empty tag, a `{{` never closed — is copied literally, so
 //! prompts that merely contain braces survive rendering.
 
+use crate::system_context::SystemContext;
 use jiff::Timestamp;
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
@@ -23,7 +24,7 @@ pub struct RenderScope<'a> {
     pub vars: &'a Map<String, Value>,
     /// Values laid over `vars` (the system context): a name found here wins. Kept apart so a
     /// request's context is not copied just to render its templates.
-    pub overlay: Option<&'a Map<String, Value>>,
+    pub overlay: Option<&'a SystemContext>,
     /// The instant built-ins such as `current_time` report; injected so tests are exact.
     pub now: Timestamp,
 }
@@ -437,7 +438,8 @@ mod tests {
         let Value::Object(vars) = vars else {
             unreachable!()
         };
-        let overlay: Map<String, Value> = [("z".to_owned(), json!("over"))].into_iter().collect();
+        let mut overlay = SystemContext::default();
+        overlay.insert("z".to_owned(), json!("over"));
         for overlay in [None, Some(&overlay)] {
             let scope = RenderScope {
                 vars: &vars,

@@ -543,34 +543,35 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
         state.store.allocate_run_id().await?
     };
     let call_id = Uuid::now_v7();
-    // Sized for every entry below: growing an index map rehashes what it holds.
-    let mut system = Map::with_capacity(14);
-    system.insert("direction".into(), json!("outbound"));
-    system.insert("trigger_mode".into(), json!(req.env.as_str()));
-    system.insert("called_number".into(), json!(spec.phone.as_str()));
-    system.insert("caller_number".into(), json!(caller));
-    system.insert("telephony_configuration_id".into(), json!(cfg.config.id));
-    system.insert("provider".into(), json!(cfg.config.provider));
     let (ident, ident_type) = match &req.agent {
         AgentRef::TriggerPath(p) => (p.clone(), "trigger_path"),
         _ => (agent.agent.uuid.to_string(), "workflow_uuid"),
     };
-    system.insert("agent_identifier".into(), json!(ident));
-    system.insert("agent_identifier_type".into(), json!(ident_type));
-    system.insert("workflow_uuid".into(), json!(agent.agent.uuid.to_string()));
-    if let AgentRef::TriggerPath(p) = &req.agent {
-        system.insert("agent_uuid".into(), json!(p));
-    }
-    system.insert("api_key_id".into(), json!(req.key.id));
-    if req.dry_run {
-        // No run exists yet: these render empty rather than being reported as unresolved
-        // variables the caller should have sent (SPEC §2.1 dry run, §5.3).
-        system.insert("workflow_run_id".into(), Value::Null);
-        system.insert("call_id".into(), Value::Null);
-    } else {
-        system.insert("workflow_run_id".into(), json!(id));
-        system.insert("call_id".into(), json!(call_id.to_string()));
-    }
+    let system = SystemContext::from(SystemFields {
+        direction: Some(json!("outbound")),
+        trigger_mode: Some(json!(req.env.as_str())),
+        called_number: Some(json!(spec.phone.as_str())),
+        caller_number: Some(json!(caller)),
+        telephony_configuration_id: Some(json!(cfg.config.id)),
+        provider: Some(json!(cfg.config.provider)),
+        agent_identifier: Some(Value::String(ident)),
+        agent_identifier_type: Some(json!(ident_type)),
+        workflow_uuid: Some(json!(agent.agent.uuid.to_string())),
+        agent_uuid: match &req.agent {
+            AgentRef::TriggerPath(p) => Some(json!(p)),
+            _ => None,
+        },
+        api_key_id: Some(json!(req.key.id)),
+        // No run exists in a dry run: these render empty rather than being reported as
+        // unresolved variables the caller should have sent (SPEC §2.1 dry run, §5.3).
+        workflow_run_id: Some(if req.dry_run { Value::Null } else { json!(id) }),
+        call_id: Some(if req.dry_run {
+            Value::Null
+        } else {
+            json!(call_id.to_string())
+        }),
+        extra: Map::new(),
+    });
 
     // Templates see the caller's values with system values laid over them.
     let scope = RenderScope {

@@ -104,7 +104,7 @@ impl RunColumns {
             created_at: ts(run.created_at),
             scheduled_for: ts(run.scheduled_for),
             initial_context: json_text(&run.initial_context)?,
-            system_context: json_text(&run.system_context)?,
+            system_context: run.system_context.text(),
             metadata: run.metadata.as_ref().map(json_text).transpose()?,
             external_id: run.external_id.clone(),
             unresolved_variables: json_text(&run.unresolved_variables)?,

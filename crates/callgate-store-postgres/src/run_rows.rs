@@ -33,7 +33,7 @@ pub(crate) fn run_row(r: &Row) -> StoreResult<Run> {
     let transcript: Option<Json<Vec<TranscriptEntry>>> = get(r, 26)?;
     let extracted: Option<Json<Value>> = get(r, 28)?;
     let Json(initial_context): Json<Map<String, Value>> = get(r, 29)?;
-    let Json(system_context): Json<Map<String, Value>> = get(r, 30)?;
+    let Json(system_context): Json<SystemContext> = get(r, 30)?;
     let metadata: Option<Json<Value>> = get(r, 31)?;
     let Json(unresolved_variables): Json<Vec<String>> = get(r, 33)?;
     Ok(Run {

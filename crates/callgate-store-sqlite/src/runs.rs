@@ -404,7 +404,7 @@ impl SqliteStore {
         claim: Option<DirectClaim>,
     ) -> StoreResult<Run> {
         let initial_context = map_text(&run.initial_context);
-        let system_context = map_text(&run.system_context);
+        let system_context = run.system_context.text();
         let metadata = run.metadata.as_ref().map(value_text);
         let unresolved = json_text(&run.unresolved_variables)?;
         let mut events = vec![RunEvent {

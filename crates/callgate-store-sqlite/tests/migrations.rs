@@ -63,7 +63,10 @@ async fn runs_of_a_version_5_database_survive_the_upgrade() {
 
     let ended = store.get_run(7, 1).await.expect("run 1");
     assert_eq!(ended.initial_context["name"], "Ada");
-    assert_eq!(ended.system_context["direction"], "outbound");
+    assert_eq!(
+        ended.system_context.direction,
+        Some(serde_json::json!("outbound"))
+    );
     assert_eq!(ended.metadata, Some(serde_json::json!({"crm": "x"})));
     assert_eq!(ended.unresolved_variables, vec!["missing".to_owned()]);
     assert_eq!(

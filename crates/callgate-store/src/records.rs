@@ -1,6 +1,7 @@
 //! Records the store hands out. They are plain data; wire formats live in the server.
 
 use callgate_domain::lifecycle::{Outcome, RunStatus};
+pub use callgate_domain::system_context::{SystemContext, SystemFields};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -318,7 +319,7 @@ pub struct NewRun {
     pub created_at: Timestamp,
     pub scheduled_for: Timestamp,
     pub initial_context: Map<String, Value>,
-    pub system_context: Map<String, Value>,
+    pub system_context: SystemContext,
     pub metadata: Option<Value>,
     pub external_id: Option<String>,
     pub unresolved_variables: Vec<String>,
@@ -385,7 +386,7 @@ pub struct Run {
     pub recording_url: Option<String>,
     pub extracted: Option<Value>,
     pub initial_context: Map<String, Value>,
-    pub system_context: Map<String, Value>,
+    pub system_context: SystemContext,
     pub metadata: Option<Value>,
     pub external_id: Option<String>,
     pub unresolved_variables: Vec<String>,

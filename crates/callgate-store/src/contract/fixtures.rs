@@ -112,7 +112,7 @@ pub async fn new_run(
         created_at: created,
         scheduled_for: created,
         initial_context,
-        system_context: Map::new(),
+        system_context: SystemContext::default(),
         metadata: None,
         external_id: None,
         unresolved_variables: vec![],

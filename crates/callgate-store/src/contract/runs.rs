@@ -4,7 +4,7 @@
 use super::fixtures::*;
 use crate::*;
 use callgate_domain::lifecycle::RunStatus;
-use serde_json::{Map, json};
+use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -49,7 +49,8 @@ pub async fn an_enqueued_run_reads_back_exactly_as_it_was_returned(store: Arc<dy
     .await;
     new.scheduled_for = at_ms(10_500);
     new.environment = Environment::Test;
-    let mut system = Map::new();
+    // A known key and one no version of callgate writes: both are kept.
+    let mut system = SystemContext::default();
     system.insert("workflow_run_id".into(), json!(new.id));
     system.insert("agent".into(), json!("Ava"));
     new.system_context = system;
