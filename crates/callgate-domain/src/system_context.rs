@@ -1,7 +1,7 @@
 //! A run's system context (SPEC §2.4): the values callgate sets as it accepts a trigger, laid
 //! over the caller's context in templates and in the run's views.
 //!
-//! Every accepted trigger builds one. As a JSON map it cost fourteen key strings, an index map
+//! Every accepted trigger builds one. As a JSON map it cost thirteen key strings, an index map
 //! hashing each key, and a second pass to write it as text for the store. Its keys are fixed,
 //! so here they are fields, and the text is written from them directly. The fields are boxed:
 //! runs are moved by value through several futures and threads on their way to the store, and
