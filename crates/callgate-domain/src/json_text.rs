@@ -87,7 +87,7 @@ pub fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-pub(crate) fn write_value(out: &mut String, value: &Value) {
+fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -113,8 +113,16 @@ pub(crate) fn write_value(out: &mut String, value: &Value) {
 }
 
 fn write_map(out: &mut String, map: &Map<String, Value>) {
+    write_object(out, map.iter().map(|(k, v)| (k.as_str(), v)));
+}
+
+/// Appends the JSON object of `entries`, in their order.
+pub(crate) fn write_object<'a>(
+    out: &mut String,
+    entries: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) {
     out.push('{');
-    for (i, (key, item)) in map.iter().enumerate() {
+    for (i, (key, item)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }

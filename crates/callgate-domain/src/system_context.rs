@@ -7,7 +7,7 @@
 //! runs are moved by value through several futures and threads on their way to the store, and
 //! ~450 bytes more in each of them cost more copying than the map saved.
 
-use crate::json_text::{push_string, write_value};
+use crate::json_text::write_object;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -96,16 +96,7 @@ impl SystemContext {
     /// the map of the same keys in the same order.
     pub fn text(&self) -> String {
         let mut out = String::with_capacity(512);
-        out.push('{');
-        for (i, (key, value)) in self.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_string(&mut out, key);
-            out.push(':');
-            write_value(&mut out, value);
-        }
-        out.push('}');
+        write_object(&mut out, self.iter());
         out
     }
 
