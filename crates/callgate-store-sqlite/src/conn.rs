@@ -2,11 +2,11 @@
 
 use callgate_store::{StoreError, StoreResult};
 use rusqlite::{Connection, Params, Statement};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::oneshot;
 
 /// Most jobs folded into one transaction; bounds the latency a large burst adds to its head.
@@ -160,6 +160,17 @@ impl Writer {
     /// `beside` hears, on the writer thread, how each job and transaction ended, for state
     /// kept beside the database (see `TxnHooks`).
     pub fn start(conn: Connection, path: PathBuf, beside: Box<dyn TxnHooks>) -> StoreResult<Self> {
+        Self::start_threads(conn, path, beside, true)
+    }
+
+    /// `start`; without `background_checkpoints`, the writer alone copies the WAL back, once it
+    /// reaches `FORCE_FRAMES` (what a background thread that never gets the CPU leaves it).
+    fn start_threads(
+        conn: Connection,
+        path: PathBuf,
+        beside: Box<dyn TxnHooks>,
+        background_checkpoints: bool,
+    ) -> StoreResult<Self> {
         // Checkpoints copy WAL pages back into the database file; done on the commit path they
         // stall every writer behind one unlucky commit, so a helper thread does them instead.
         // The writer's commits do not wait for the disk: the syncer thread flushes the WAL
@@ -176,13 +187,19 @@ impl Writer {
              PRAGMA cache_size = -4000;",
         )
         .map_err(crate::util::db_err)?;
+        // After the pragma: `wal_autocheckpoint` installs (or, at 0, removes) a WAL hook too.
+        conn.wal_hook(Some(note_wal_frames));
         let wal = Arc::new(WalProgress::default());
-        let checkpointer = wal.clone();
-        let ckpt_path = path.clone();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&ckpt_path, &checkpointer))
-            .map_err(|e| StoreError::Internal(format!("cannot start checkpoint thread: {e}")))?;
+        if background_checkpoints {
+            let checkpointer = wal.clone();
+            let ckpt_path = path.clone();
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint_loop(&ckpt_path, &checkpointer))
+                .map_err(|e| {
+                    StoreError::Internal(format!("cannot start checkpoint thread: {e}"))
+                })?;
+        }
         let (tx, rx) = mpsc::channel::<Msg>();
         let (synced_tx, synced_rx) = mpsc::channel::<Committed>();
         let mut wal_path = path.into_os_string();
@@ -227,6 +244,25 @@ const CATCH_UP_FRAMES: i64 = 512;
 const BUSY_PASS: std::time::Duration = std::time::Duration::from_millis(50);
 const IDLE_PASS: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// WAL frames at which the writer copies everything itself, however far the background
+/// checkpoint trails (~32 MiB, half the `journal_size_limit`). Under a normal load the
+/// background passes keep the log near `RESTART_FRAMES`; this bounds it when they cannot keep
+/// up: starved of CPU, or outrun by the writes. Copying that much stalls the writer for tens of
+/// milliseconds, so it is a last resort.
+const FORCE_FRAMES: i64 = 4 * RESTART_FRAMES;
+
+thread_local! {
+    /// Frames in the WAL after the last commit on this thread (set by `note_wal_frames`, which
+    /// SQLite calls on the committing thread: the writer's).
+    static WAL_FRAMES: Cell<i64> = const { Cell::new(0) };
+}
+
+/// The writer connection's WAL hook: SQLite reports the log's length after each commit.
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(i64::from(frames));
+    Ok(())
+}
+
 /// What the background checkpoint last saw, for the writer's decision to finish one.
 #[derive(Default)]
 struct WalProgress {
@@ -234,6 +270,14 @@ struct WalProgress {
     frames: AtomicI64,
     /// Of those, frames not yet copied into the database file.
     behind: AtomicI64,
+    /// Held while a checkpoint runs, so that a writer that must finish one waits for the
+    /// background pass instead of finding SQLite's checkpoint lock taken.
+    checkpointing: Mutex<()>,
+    /// The background thread, and whether it is in its long idle pause: writes that start
+    /// after a quiet spell wake it, or up to `IDLE_PASS` of them (~6 000 frames at full
+    /// speed) would pile up before its first pass.
+    thread: OnceLock<std::thread::Thread>,
+    idle: AtomicBool,
 }
 
 /// Runs a checkpoint; answers (frames in the WAL, frames copied), or None when another
@@ -266,10 +310,18 @@ fn checkpoint_loop(path: &Path, wal: &WalProgress) {
     // this thread had copied since the last one (~30 ms with the writer, and every caller,
     // waiting). Flushing after each pass here leaves the writer only its own few pages.
     let db_file = std::fs::File::open(path).ok();
+    let _ = wal.thread.set(std::thread::current());
     let mut copied_before = 0;
     loop {
         let mut copied_some = false;
-        match checkpoint(&conn) {
+        let pass = {
+            let _running = wal
+                .checkpointing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            checkpoint(&conn)
+        };
+        match pass {
             Ok(Some((frames, copied))) => {
                 if copied != copied_before {
                     copied_some = true;
@@ -288,11 +340,17 @@ fn checkpoint_loop(path: &Path, wal: &WalProgress) {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
+        let frames = wal.frames.load(Ordering::Relaxed);
         // While writes arrive, passes come often so that each copies and flushes a little: a
         // pass after a long sleep flushed megabytes at once, and the WAL flushes that answer
         // callers waited behind it on the disk.
-        let busy = copied_some || wal.frames.load(Ordering::Relaxed) >= RESTART_FRAMES;
-        std::thread::sleep(if busy { BUSY_PASS } else { IDLE_PASS });
+        if copied_some || frames >= RESTART_FRAMES {
+            std::thread::sleep(BUSY_PASS);
+        } else {
+            wal.idle.store(true, Ordering::Relaxed);
+            std::thread::park_timeout(IDLE_PASS);
+            wal.idle.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -380,19 +438,47 @@ fn writer_loop(
                 }
             }
         }
-        if wal.frames.load(Ordering::Relaxed) >= RESTART_FRAMES
-            && wal.behind.load(Ordering::Relaxed) <= CATCH_UP_FRAMES
-        {
-            // Only the few frames since the background pass are left to copy.
-            match checkpoint(&conn) {
-                Ok(Some((frames, copied))) if frames == copied => {
-                    wal.frames.store(0, Ordering::Relaxed);
-                    wal.behind.store(0, Ordering::Relaxed);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
-            }
+        finish_checkpoint(&conn, wal);
+    }
+}
+
+/// After a commit: copies the WAL's last frames when the background checkpoint has done the
+/// bulk (the next commit then starts the log over), or all of them when the log has reached
+/// `FORCE_FRAMES` anyway. The writer waits for that copy, and every caller with it, but
+/// otherwise a background pass that ends more than `CATCH_UP_FRAMES` behind each time lets
+/// the log grow without bound.
+fn finish_checkpoint(conn: &Connection, wal: &WalProgress) {
+    let frames = WAL_FRAMES.get();
+    if frames >= RESTART_FRAMES
+        && wal.idle.load(Ordering::Relaxed)
+        && let Some(t) = wal.thread.get()
+    {
+        t.unpark();
+    }
+    let forced = frames >= FORCE_FRAMES;
+    let caught_up = wal.frames.load(Ordering::Relaxed) >= RESTART_FRAMES
+        && wal.behind.load(Ordering::Relaxed) <= CATCH_UP_FRAMES;
+    if !forced && !caught_up {
+        return;
+    }
+    // Not forced, a running background pass is left to finish (it would answer busy).
+    let _running = if forced {
+        wal.checkpointing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    } else {
+        match wal.checkpointing.try_lock() {
+            Ok(g) => g,
+            Err(_) => return,
         }
+    };
+    match checkpoint(conn) {
+        Ok(Some((frames, copied))) if frames == copied => {
+            wal.frames.store(0, Ordering::Relaxed);
+            wal.behind.store(0, Ordering::Relaxed);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
     }
 }
 
@@ -638,6 +724,10 @@ mod tests {
     }
 
     fn db_writing_at_commit(at_commit: Arc<Mutex<Vec<String>>>) -> Db {
+        db_with(at_commit, true)
+    }
+
+    fn db_with(at_commit: Arc<Mutex<Vec<String>>>, background_checkpoints: bool) -> Db {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
         let conn = open(&path).expect("open");
@@ -648,7 +738,9 @@ mod tests {
             rollbacks: rollbacks.clone(),
             at_commit,
         };
-        let writer = Writer::start(conn, path.clone(), Box::new(hooks)).expect("writer");
+        let writer =
+            Writer::start_threads(conn, path.clone(), Box::new(hooks), background_checkpoints)
+                .expect("writer");
         Db {
             _dir: dir,
             path,
@@ -705,20 +797,17 @@ mod tests {
         task
     }
 
-    /// Under a steady write load (no pause in which a background pass could copy everything)
-    /// the background passes copy the bulk and the writer the rest, so the log starts over
-    /// instead of growing: ~40 MiB or more written here, and without a restart the WAL file
-    /// would hold all of it. The same 20 rows are rewritten, so the database stays small.
-    #[tokio::test]
-    async fn the_wal_starts_over_under_a_steady_write_load() {
-        let d = db();
-        let page = 4096_u64;
+    /// Rewrites the same 20 rows with 16 KiB each, 20 writes at a time, until `at_least` bytes
+    /// are written and at least two background passes could have run (the first comes at once,
+    /// the next after IDLE_PASS), however fast the disk; bounded in rounds however slow.
+    /// Answers the bytes written and the WAL file's size then: its high-water mark, since a
+    /// restart rewrites the file from the top and keeps its size (a file past
+    /// `journal_size_limit` is cut back to that).
+    async fn steady_load(d: &Db, at_least: u64) -> (u64, u64) {
         let started = std::time::Instant::now();
         let mut written = 0_u64;
         let mut round = 0_u8;
-        // At least two background passes (the first comes at once, the next after
-        // IDLE_PASS), however fast the disk; bounded in rounds however slow.
-        while (written < 40 * 1024 * 1024 || started.elapsed() < 3 * IDLE_PASS)
+        while (written < at_least || started.elapsed() < 3 * IDLE_PASS)
             && written < 400 * 1024 * 1024
         {
             round = round.wrapping_add(1);
@@ -749,14 +838,43 @@ mod tests {
         let wal = std::fs::metadata(format!("{}-wal", d.path.display()))
             .expect("wal")
             .len();
-        // A restart happens once RESTART_FRAMES are in the log and at most CATCH_UP_FRAMES
-        // trail; what arrives during a pass and the writer's catch-up adds a little.
-        let bound = 2 * (RESTART_FRAMES + CATCH_UP_FRAMES) as u64 * page;
+        assert_eq!(keys(&d.path).len(), 20);
+        (written, wal)
+    }
+
+    const PAGE: u64 = 4096;
+
+    /// Under a steady write load (no pause in which a background pass could copy everything)
+    /// the background passes copy the bulk and the writer the rest, so the log starts over
+    /// instead of growing; however far the passes trail (a busy machine), the writer copies
+    /// everything once the log reaches FORCE_FRAMES. Twice the bound or more written here,
+    /// without a restart the WAL file would hold all of it; one commit here writes < 512 frames.
+    #[tokio::test]
+    async fn the_wal_starts_over_under_a_steady_write_load() {
+        let d = db();
+        let bound = (FORCE_FRAMES + 512) as u64 * PAGE;
+        let (written, wal) = steady_load(&d, 2 * bound).await;
         assert!(
             wal < bound,
             "WAL {wal} bytes after {written} written (bound {bound})"
         );
-        assert_eq!(keys(&d.path).len(), 20);
+    }
+
+    /// A background checkpoint that never runs (a thread starved of CPU at its worst): the
+    /// writer alone bounds the log.
+    #[tokio::test]
+    async fn the_writer_bounds_the_wal_when_no_background_pass_runs() {
+        let d = db_with(Arc::default(), false);
+        let bound = (FORCE_FRAMES + 512) as u64 * PAGE;
+        let (written, wal) = steady_load(&d, 2 * bound).await;
+        assert!(
+            wal < bound,
+            "WAL {wal} bytes after {written} written (bound {bound})"
+        );
+        assert!(
+            wal >= FORCE_FRAMES as u64 * PAGE,
+            "the log reached {wal} bytes only"
+        );
     }
 
     #[tokio::test]
