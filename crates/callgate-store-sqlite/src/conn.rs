@@ -296,7 +296,7 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
 /// runs), and SQLite starts the log over only once every frame is copied; a log that never
 /// restarts grows without end and every commit writes into fresh, uncached file pages. So this
 /// thread copies the bulk often, and the writer copies the last few frames between two batches
-/// (see `writer_loop`), after which the next commit starts the log over.
+/// (see `finish_checkpoint`), after which the next commit starts the log over.
 // Out of line so that profiles name the thread's work (scripts/instructions.sh).
 #[inline(never)]
 fn checkpoint_loop(path: &Path, wal: &WalProgress) {
@@ -442,11 +442,12 @@ fn writer_loop(
     }
 }
 
-/// After a commit: copies the WAL's last frames when the background checkpoint has done the
-/// bulk (the next commit then starts the log over), or all of them when the log has reached
-/// `FORCE_FRAMES` anyway. The writer waits for that copy, and every caller with it, but
-/// otherwise a background pass that ends more than `CATCH_UP_FRAMES` behind each time lets
-/// the log grow without bound.
+/// After a commit: wakes an idle background checkpoint once the log is long enough to copy;
+/// copies the WAL's last frames when the background checkpoint has done the bulk (the next
+/// commit then starts the log over), or all of them when the log has reached `FORCE_FRAMES`
+/// anyway. The writer waits for that copy, and every caller with it, but otherwise a
+/// background pass that ends more than `CATCH_UP_FRAMES` behind each time lets the log grow
+/// without bound.
 fn finish_checkpoint(conn: &Connection, wal: &WalProgress) {
     let frames = WAL_FRAMES.get();
     if frames >= RESTART_FRAMES
@@ -469,7 +470,8 @@ fn finish_checkpoint(conn: &Connection, wal: &WalProgress) {
     } else {
         match wal.checkpointing.try_lock() {
             Ok(g) => g,
-            Err(_) => return,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
         }
     };
     match checkpoint(conn) {
