@@ -314,6 +314,11 @@ async fn bench(o: Opts) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         r.callgate_idle_after_kib = Some(server.proc.rss_kib()?);
+        if !r.on_postgres {
+            let mut wal = server::db_path(&dir).into_os_string();
+            wal.push("-wal");
+            r.wal_high_water_bytes = std::fs::metadata(wal).ok().map(|m| m.len());
+        }
         server.stop().await?;
     }
 

@@ -106,6 +106,9 @@ pub struct Results {
     pub reference_idle_kib: Option<u64>,
     pub callgate_idle_kib: Option<u64>,
     pub callgate_idle_after_kib: Option<u64>,
+    /// The SQLite WAL file's size after the main server's scenarios: its high-water mark,
+    /// as a restart rewrites the log from the top without shrinking the file.
+    pub wal_high_water_bytes: Option<u64>,
     pub trigger: Vec<LoadRow>,
     pub unauthorized: Vec<LoadRow>,
     pub not_found: Vec<LoadRow>,
@@ -451,6 +454,13 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         )?;
     }
     writeln!(o)?;
+    if let Some(b) = r.wal_high_water_bytes {
+        writeln!(
+            o,
+            "SQLite WAL file at the end of the main server's scenarios (trigger, 401, 404, dispatch, pacing): {} MiB, the most the log held at once (a restart rewrites it from the top without shrinking the file; the writer copies it all back by 32 MiB at the latest).\n",
+            mib(b / 1024)
+        )?;
+    }
     Ok(out)
 }
 
@@ -473,6 +483,30 @@ mod tests {
                 "# Benchmarks\n\nHow to run.\n\n{FIGURES_START}\n\n## callgate benchmark results\n\n### Machine\n\n| a |\n{FIGURES_END}\n\nTail.\n"
             )
         );
+    }
+
+    #[test]
+    fn the_wal_high_water_mark_is_reported_when_measured() {
+        let machine = Machine {
+            cpus: 2,
+            cpu_model: "test".into(),
+            memory: "1 GiB".into(),
+            kernel: "test".into(),
+            load_before: "0".into(),
+        };
+        let mut r = Results {
+            wal_high_water_bytes: Some(15 * 1024 * 1024 + 512 * 1024),
+            ..Results::default()
+        };
+        let text = render(&machine, &r).expect("render");
+        assert!(
+            text.contains("SQLite WAL file at the end of the main server"),
+            "{text}"
+        );
+        assert!(text.contains(": 15.5 MiB,"), "{text}");
+        r.wal_high_water_bytes = None;
+        let text = render(&machine, &r).expect("render");
+        assert!(!text.contains("WAL file at the end"), "{text}");
     }
 
     #[test]
