@@ -845,16 +845,19 @@ mod tests {
     }
 
     const PAGE: u64 = 4096;
+    /// What the WAL file may reach: the forced copy's size, and one commit of `steady_load`
+    /// (< 512 frames) on top.
+    const WAL_BOUND: u64 = (FORCE_FRAMES as u64 + 512) * PAGE;
 
     /// Under a steady write load (no pause in which a background pass could copy everything)
     /// the background passes copy the bulk and the writer the rest, so the log starts over
     /// instead of growing; however far the passes trail (a busy machine), the writer copies
     /// everything once the log reaches FORCE_FRAMES. Twice the bound or more written here,
-    /// without a restart the WAL file would hold all of it; one commit here writes < 512 frames.
+    /// without a restart the WAL file would hold all of it.
     #[tokio::test]
     async fn the_wal_starts_over_under_a_steady_write_load() {
         let d = db();
-        let bound = (FORCE_FRAMES + 512) as u64 * PAGE;
+        let bound = WAL_BOUND;
         let (written, wal) = steady_load(&d, 2 * bound).await;
         assert!(
             wal < bound,
@@ -867,7 +870,7 @@ mod tests {
     #[tokio::test]
     async fn the_writer_bounds_the_wal_when_no_background_pass_runs() {
         let d = db_with(Arc::default(), false);
-        let bound = (FORCE_FRAMES + 512) as u64 * PAGE;
+        let bound = WAL_BOUND;
         let (written, wal) = steady_load(&d, 2 * bound).await;
         assert!(
             wal < bound,
