@@ -3,6 +3,7 @@
 //! stopped with SIGTERM so the server drains as it would in production.
 
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -83,6 +84,11 @@ impl Proc {
         cpu_time(&format!("/proc/{}/stat", self.pid()))
     }
 
+    /// User plus system CPU time consumed so far, by thread name.
+    pub fn thread_cpu(&self) -> Result<BTreeMap<String, Duration>> {
+        thread_cpu(self.pid())
+    }
+
     /// Bytes the process has caused to be sent to the storage layer so far (`write_bytes` of
     /// /proc/<pid>/io); None where the kernel does not keep I/O accounting.
     pub fn written_bytes(&self) -> Option<u64> {
@@ -148,11 +154,16 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 /// CPU time (utime + stime) of the process whose `stat` file is at `path`.
 pub fn cpu_time(path: &str) -> Result<Duration> {
     let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed /proc stat")?;
+    parse_stat(&stat)
+        .map(|(_, cpu)| cpu)
+        .context("malformed /proc stat")
+}
+
+/// The name (`comm`) and CPU time (utime + stime) in a /proc `stat` line.
+fn parse_stat(stat: &str) -> Option<(&str, Duration)> {
+    // The name may contain spaces and parentheses: it runs from the first '(' to the last ')'.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let (_, name) = head.split_once('(')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ')': field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
     let ticks: u64 = [11usize, 12]
@@ -164,7 +175,29 @@ pub fn cpu_time(path: &str) -> Result<Duration> {
                 .unwrap_or(0)
         })
         .sum();
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+    Some((
+        name,
+        Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64),
+    ))
+}
+
+/// CPU time so far of every thread of process `pid`, summed by thread name. A thread that
+/// ends between two readings drops out of the later one; the server's busy threads live as
+/// long as it does.
+pub fn thread_cpu(pid: u32) -> Result<BTreeMap<String, Duration>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut by_name: BTreeMap<String, Duration> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {dir}"))? {
+        let path = entry?.path().join("stat");
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Some((name, cpu)) = parse_stat(&stat) {
+            *by_name.entry(name.to_owned()).or_default() += cpu;
+        }
+    }
+    Ok(by_name)
 }
 
 /// `sysconf(_SC_CLK_TCK)`, asked of getconf(1) once; 100 on every Linux in practice.
@@ -193,5 +226,30 @@ mod tests {
         assert_eq!(write_bytes(io), Some(137_740_288));
         assert_eq!(write_bytes("rchar: 1\nwchar: 2\n"), None);
         assert_eq!(write_bytes("write_bytes: many\n"), None);
+    }
+
+    #[test]
+    fn a_stat_line_gives_the_name_and_the_cpu_time() {
+        // utime 250 and stime 50 ticks; the name holds spaces and parentheses.
+        let line = "1234 (sqlite (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        let (name, cpu) = parse_stat(line).expect("parsed");
+        assert_eq!(name, "sqlite (x) y");
+        assert_eq!(cpu, Duration::from_secs_f64(300.0 / clock_ticks() as f64));
+        assert_eq!(parse_stat("no parentheses here"), None);
+    }
+
+    #[test]
+    fn thread_times_are_read_by_thread_name() {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let probe = std::thread::Builder::new()
+            .name("cg-bench-probe".into())
+            .spawn(move || {
+                let _ = stopped.recv();
+            })
+            .expect("thread");
+        let threads = thread_cpu(std::process::id()).expect("read");
+        drop(stop);
+        probe.join().expect("joined");
+        assert!(threads.contains_key("cg-bench-probe"), "{threads:?}");
     }
 }

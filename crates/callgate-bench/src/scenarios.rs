@@ -13,6 +13,7 @@ use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde_json::{Map, json};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,12 +104,19 @@ pub struct LoadRow {
     /// Bytes the server sent towards the disk during the window (`write_bytes` of
     /// /proc/<pid>/io: WAL frames, checkpoint copies), when the system reports them.
     pub server_written: Option<u64>,
+    /// The server's CPU seconds during the window, by thread name.
+    pub server_threads: BTreeMap<String, f64>,
 }
 
 impl LoadRow {
+    /// Requests answered in the window, successful or not.
+    pub fn answered(&self) -> u64 {
+        self.outcome.ok + self.outcome.errors
+    }
+
     /// Disk bytes per answered request in the window.
     pub fn written_per_request(&self) -> Option<f64> {
-        let requests = self.outcome.ok + self.outcome.errors;
+        let requests = self.answered();
         self.server_written
             .filter(|_| requests > 0)
             .map(|b| b as f64 / requests as f64)
@@ -128,6 +136,7 @@ async fn probed(
     let load = tokio::spawn(load::run(addr, req, plan));
     tokio::time::sleep(warmup).await;
     let server_cpu0 = server.cpu_time()?;
+    let threads0 = server.thread_cpu()?;
     let written0 = server.written_bytes();
     let client_cpu0 = process::cpu_time("/proc/self/stat")?;
     let t0 = Instant::now();
@@ -138,6 +147,14 @@ async fn probed(
     }
     let wall = t0.elapsed().as_secs_f64().max(1e-9);
     let server_cpu = (server.cpu_time()? - server_cpu0).as_secs_f64();
+    let server_threads = server
+        .thread_cpu()?
+        .into_iter()
+        .map(|(name, cpu)| {
+            let before = threads0.get(&name).copied().unwrap_or_default();
+            (name, cpu.saturating_sub(before).as_secs_f64())
+        })
+        .collect();
     let server_written = written0
         .zip(server.written_bytes())
         .map(|(a, b)| b.saturating_sub(a));
@@ -152,6 +169,7 @@ async fn probed(
         client_cpu_pct: client_cpu / wall * 100.0,
         dispatch: None,
         server_written,
+        server_threads,
     })
 }
 
