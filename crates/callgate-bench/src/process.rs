@@ -241,12 +241,16 @@ mod tests {
     #[test]
     fn thread_times_are_read_by_thread_name() {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel::<()>();
         let probe = std::thread::Builder::new()
             .name("cg-bench-probe".into())
             .spawn(move || {
+                // The new thread names itself as it starts: read only once it runs.
+                let _ = ready.send(());
                 let _ = stopped.recv();
             })
             .expect("thread");
+        started.recv().expect("the probe thread started");
         let threads = thread_cpu(std::process::id()).expect("read");
         drop(stop);
         probe.join().expect("joined");
