@@ -194,29 +194,34 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
             .find(|x| x.connections == c)
             .map(|x| x.outcome.throughput())
     };
-    let sections: [(&str, &str, &[LoadRow]); 4] = [
+    // The last member: whether the section ends with the CPU-by-thread table.
+    let sections: [(&str, &str, &[LoadRow], bool); 4] = [
         (
             "Reference: hello-world axum JSON route",
             "What this machine can do at all with the same requests: one axum route that reads the body and answers a constant JSON object, in its own process.",
             &r.reference,
+            false,
         ),
         (
             "Trigger, production route (200)",
             "`POST /api/v1/public/agent/{trigger_path}` with a valid key and a ~1 KiB `initial_context`; every answer must be 200. Each accepted trigger is a durable run that the dispatcher dials on the simulator (ring 10 ms, talk 10 ms). Dispatch = from the run's creation to the simulator receiving its dial request (its first event), for the runs created inside the measurement window, read after they all ended.",
             &r.trigger,
+            true,
         ),
         (
             "Bad API key (401)",
             "The same request with a well-formed key that was never issued.",
             &r.unauthorized,
+            false,
         ),
         (
             "Unknown trigger path (404)",
             "The same request with a valid key to a trigger path that does not exist.",
             &r.not_found,
+            false,
         ),
     ];
-    for (title, what, rows) in sections {
+    for (title, what, rows, by_thread) in sections {
         if rows.is_empty() {
             continue;
         }
@@ -268,7 +273,7 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
             writeln!(o)?;
         }
         writeln!(o)?;
-        if with_dispatch {
+        if by_thread {
             thread_table(o, rows)?;
         }
     }
