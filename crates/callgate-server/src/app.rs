@@ -205,6 +205,11 @@ impl App {
                 state.clone(),
                 stop.clone(),
             )));
+        } else {
+            workers.push(tokio::spawn(crate::worker::dispatcher::keep_counts(
+                state.clone(),
+                stop.clone(),
+            )));
         }
         workers.push(tokio::spawn(crate::worker::maintenance::run(
             state.clone(),

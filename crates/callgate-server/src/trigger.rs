@@ -249,15 +249,17 @@ async fn resolve_agent(
             let owner = state.catalog.trigger(path).await?.ok_or_else(|| {
                 ApiError::not_found("trigger_not_found", "Agent trigger not found")
             })?;
-            if owner.org_id != org {
-                return Err(ApiError::forbidden("forbidden", "Access denied"));
-            }
-            let agent = state.catalog.agent(org, owner.agent_id).await?;
+            // An archived agent's path is unknown (check 6) before it is another
+            // organisation's (check 7).
+            let agent = state.catalog.agent(owner.org_id, owner.agent_id).await?;
             if agent.agent.status == AgentStatus::Archived {
                 return Err(ApiError::not_found(
                     "trigger_not_found",
                     "Agent trigger not found",
                 ));
+            }
+            if owner.org_id != org {
+                return Err(ApiError::forbidden("forbidden", "Access denied"));
             }
             scope_check(&agent)?;
             let version = agent.executed(req.env).cloned();

@@ -223,6 +223,50 @@ impl TestApp {
     }
 }
 
+/// A second node on a `TestApp`'s database that takes triggers and dials nothing, as
+/// `callgate serve --role api` does; the app's own node dials what it accepts.
+pub struct ApiNode {
+    pub base: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ApiNode {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for ApiNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts an API-only node on this app's database (and data directory, so both open the
+    /// same sealed credentials).
+    pub async fn spawn_api_node(&self) -> ApiNode {
+        let mut config = Config::new(self._dir.path().to_path_buf());
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.bootstrap = false;
+        config.run_worker = false;
+        config.node_id = "api-only".into();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let app = App::build(config, self.store.clone(), clock).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run(async {
+            let _ = rx.await;
+        }));
+        ApiNode {
+            base,
+            shutdown: Some(tx),
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -569,15 +569,15 @@ async fn accept(
     };
     // With `Prefer: wait` the answer depends on the provider, so an idempotent replay cannot
     // rebuild it from the run: it is stored as sent.
-    let res = match tokio::time::timeout(wait, rx).await {
-        Ok(Ok(Err(message))) => {
+    let res = match wait_for_dial(state, rx, key.org_id, answered.id, wait).await {
+        Some(Err(message)) => {
             // The run stays in history (outcome `failed`); say which one it is.
             ApiError::bad_request("dial_failed", format!("Failed to initiate call: {message}"))
                 .with_extra("workflow_run_id", json!(answered.id))
                 .with_extra("call_id", json!(answered.call_id.to_string()))
                 .into_response()
         }
-        Ok(Ok(Ok(()))) => {
+        Some(Ok(())) => {
             if let Ok(r) = state.store.get_run(key.org_id, answered.id).await {
                 answered = r;
                 // `call_status` reports the status at the time of the answer.
@@ -585,7 +585,7 @@ async fn accept(
             }
             respond(&call, &answered, &agent_value, false)
         }
-        _ => {
+        None => {
             state.forget_dial_waiter(answered.id);
             respond(&call, &answered, &agent_value, false)
         }
@@ -610,6 +610,58 @@ async fn accept(
         tracing::warn!(error = %e, "could not store the idempotent answer; replays rebuild it");
     }
     Ok(Response::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+/// How often `Prefer: wait` looks at the run in the database while no local dial reports.
+const DIAL_POLL: Duration = Duration::from_millis(100);
+
+/// The dial's result for `Prefer: wait`, or `None` if it did not come within `wait`. This
+/// node's dialler reports at once when it dials the run itself; otherwise the run is dialled
+/// by another node (a node with `--role api` dials nothing, and any worker may claim a queued
+/// run), and only the database shows how the dial went.
+async fn wait_for_dial(
+    state: &AppState,
+    mut local: tokio::sync::oneshot::Receiver<crate::app::DialResult>,
+    org: i64,
+    run_id: i64,
+    wait: Duration,
+) -> Option<crate::app::DialResult> {
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    let mut local_open = true;
+    loop {
+        tokio::select! {
+            r = &mut local, if local_open => match r {
+                Ok(result) => return Some(result),
+                Err(_) => local_open = false,
+            },
+            _ = &mut deadline => return None,
+            _ = tokio::time::sleep(DIAL_POLL) => {
+                if let Ok(run) = state.store.get_run(org, run_id).await
+                    && let Some(result) = dial_result_of(&run)
+                {
+                    return Some(result);
+                }
+            }
+        }
+    }
+}
+
+/// What a run in the database says of its dial: placed once the provider named the call or it
+/// rings; failed if it ended before that (the provider refused it, or it was never placed).
+fn dial_result_of(run: &Run) -> Option<crate::app::DialResult> {
+    if run.provider_call_id.is_some()
+        || matches!(run.status, RunStatus::Ringing | RunStatus::InProgress)
+    {
+        return Some(Ok(()));
+    }
+    (run.status == RunStatus::Ended).then(|| {
+        Err(run
+            .error
+            .clone()
+            .or_else(|| run.ended_reason.clone())
+            .unwrap_or_else(|| "the call ended before it was placed".to_owned()))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -38,6 +38,35 @@ fn resync_interval(took: Duration) -> Duration {
     RESYNC.max(took.saturating_mul(RESYNC_SPACING))
 }
 
+/// How often a node without a dispatcher (`--role api`) re-reads the queue bookkeeping, at
+/// most. It counts the runs it accepts as queued and nothing of its own ever lowers that
+/// count: the worker nodes claim and end them. Its capacity check (SPEC §2.3 #21) sees the
+/// other nodes' progress only through this re-read, so it is kept short; the spacing rule of
+/// `resync_interval` still bounds its cost on a large backlog.
+const API_NODE_RESYNC: Duration = Duration::from_secs(1);
+
+fn api_node_resync_interval(took: Duration) -> Duration {
+    API_NODE_RESYNC.max(took.saturating_mul(RESYNC_SPACING))
+}
+
+/// The bookkeeping of a node that takes triggers but dials nothing: the counts of queued and
+/// live runs, re-read from the database until `stop`.
+pub async fn keep_counts(state: Arc<AppState>, stop: Arc<Notify>) {
+    let mut wait = API_NODE_RESYNC;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.notified() => return,
+        }
+        let started = Instant::now();
+        match state.store.queue_counts().await {
+            Ok(counts) => state.capacity.seed(&counts),
+            Err(e) => tracing::warn!(error = %e, "cannot re-read the queue counts"),
+        }
+        wait = api_node_resync_interval(started.elapsed());
+    }
+}
+
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
     let mut hints = state.store.work_hints();
     let mut rotation = 0usize;
@@ -402,5 +431,18 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(resync_interval(Duration::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn a_node_without_a_dispatcher_re_reads_the_counts_every_second_unless_that_is_slow() {
+        assert_eq!(api_node_resync_interval(Duration::ZERO), API_NODE_RESYNC);
+        assert_eq!(
+            api_node_resync_interval(Duration::from_millis(50)),
+            API_NODE_RESYNC
+        );
+        assert_eq!(
+            api_node_resync_interval(Duration::from_millis(200)),
+            Duration::from_secs(4)
+        );
     }
 }

@@ -248,6 +248,24 @@ async fn check_7_a_trigger_or_agent_of_another_organisation_is_403() {
         .await;
     assert_problem(&r, 403, "forbidden", "Access denied");
     assert_eq!(runs_count(&app).await, 0);
+    // An archived agent's trigger path is unknown (check 6) whoever asks, which comes before
+    // whose it is (check 7).
+    let a = app
+        .post(
+            &format!("/api/v1/workflow/{}/archive", app.tenant.agent_id),
+            &app.tenant.api_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let r = app
+        .post(
+            &format!("/api/v1/public/agent/{}", app.tenant.trigger_path),
+            &other.api_key,
+            &ok_body(),
+        )
+        .await;
+    assert_problem(&r, 404, "trigger_not_found", "Agent trigger not found");
 }
 
 #[tokio::test]
@@ -697,17 +715,7 @@ async fn check_22_prefer_wait_reports_a_provider_rejection_as_400_and_keeps_the_
                 .json(&json!({"phone_number": "+14155550111"})),
         )
         .await;
-    assert_problem(&r, 400, "dial_failed", "");
-    assert!(
-        r.detail()
-            .starts_with("Failed to initiate call: simulated carrier rejected"),
-        "{}",
-        r.text
-    );
-    let run = app
-        .wait_for_end(&app.tenant.api_key, r.body["call_id"].as_str().unwrap())
-        .await;
-    assert_eq!(run["outcome"], "failed");
+    let run = crate::support::assert_dial_refused(&app, &r).await;
     assert_eq!(run["ended_reason"], "provider_error");
     assert!(run["error"].as_str().unwrap().contains("rejected"), "{run}");
     // An accepted dial answers 200 with the status at the time of the answer.

@@ -6,6 +6,7 @@ mod dry_run;
 mod idempotency;
 mod lifecycle;
 mod management;
+mod nodes;
 mod openapi;
 mod runs_api;
 mod support;

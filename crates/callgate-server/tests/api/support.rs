@@ -96,3 +96,20 @@ pub async fn seeded_key_id(app: &TestApp, key: &str) -> i64 {
     assert_eq!(keys.len(), 1, "{}", r.text);
     keys[0]["id"].as_i64().unwrap()
 }
+
+/// Asserts the `Prefer: wait` answer for a dial the simulator refused (check 22) and returns the
+/// run, once ended.
+pub async fn assert_dial_refused(app: &TestApp, r: &Resp) -> Value {
+    assert_problem(r, 400, "dial_failed", "");
+    assert!(
+        r.detail()
+            .starts_with("Failed to initiate call: simulated carrier rejected"),
+        "{}",
+        r.text
+    );
+    let run = app
+        .wait_for_end(&app.tenant.api_key, r.body["call_id"].as_str().unwrap())
+        .await;
+    assert_eq!(run["outcome"], "failed");
+    run
+}
