@@ -366,10 +366,10 @@ async fn resolve_agent(
 }
 
 /// Checks 16–19 and SPEC §7.2: the configuration and caller ID that place the call.
-fn resolve_config(
-    configs: &[ConfigWithNumbers],
+fn resolve_config<'c>(
+    configs: &'c [ConfigWithNumbers],
     spec: &CallSpec,
-) -> ApiResult<(ConfigWithNumbers, Option<String>)> {
+) -> ApiResult<(&'c ConfigWithNumbers, Option<String>)> {
     let not_ready = |c: &ConfigWithNumbers, reason: String| {
         ApiError::bad_request(
             "telephony_not_ready",
@@ -379,17 +379,15 @@ fn resolve_config(
             ),
         )
     };
-    let active: Vec<&ConfigWithNumbers> = configs.iter().filter(|c| c.config.active).collect();
+    let active = || configs.iter().filter(|c| c.config.active);
     let cfg = if let Some(from) = &spec.from_number {
         // The outbound API names a caller ID; its configuration places the call.
-        active
-            .iter()
+        active()
             .find(|c| {
                 c.numbers
                     .iter()
                     .any(|n| n.is_active && n.address == from.as_str())
             })
-            .copied()
             .ok_or_else(|| {
                 ApiError::unprocessable(
                     "invalid_phone",
@@ -397,40 +395,31 @@ fn resolve_config(
                 )
             })?
     } else if let Some(id) = spec.config_id {
-        let cfg = active
-            .iter()
-            .find(|c| c.config.id == id)
-            .copied()
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    "telephony_configuration_not_found",
-                    "Telephony configuration not found",
-                )
-            })?;
+        let cfg = active().find(|c| c.config.id == id).ok_or_else(|| {
+            ApiError::not_found(
+                "telephony_configuration_not_found",
+                "Telephony configuration not found",
+            )
+        })?;
         readiness::check(cfg).map_err(|r| not_ready(cfg, r))?;
         cfg
     } else {
-        if active.is_empty() {
+        // The default outbound configurations first, then the others, each in creation order.
+        let mut ordered = active()
+            .filter(|c| c.config.is_default_outbound)
+            .chain(active().filter(|c| !c.config.is_default_outbound));
+        let Some(first) = ordered.next() else {
             return Err(ApiError::bad_request(
                 "telephony_not_configured",
                 "Telephony provider not configured for this organization",
             ));
-        }
-        let mut ordered: Vec<&ConfigWithNumbers> = active
-            .iter()
-            .filter(|c| c.config.is_default_outbound)
-            .copied()
-            .collect();
-        ordered.extend(
-            active
-                .iter()
-                .filter(|c| !c.config.is_default_outbound)
-                .copied(),
-        );
-        match ordered.iter().find(|c| readiness::check(c).is_ok()) {
-            Some(c) => *c,
+        };
+        match std::iter::once(first)
+            .chain(ordered)
+            .find(|c| readiness::check(c).is_ok())
+        {
+            Some(c) => c,
             None => {
-                let first = ordered[0];
                 let reason = readiness::check(first).err().unwrap_or_default();
                 return Err(not_ready(first, reason));
             }
@@ -454,7 +443,7 @@ fn resolve_config(
             .or_else(|| cfg.numbers.iter().find(|n| n.is_active))
             .map(|n| n.address.clone())
     };
-    Ok((cfg.clone(), caller))
+    Ok((cfg, caller))
 }
 
 /// Runs checks 1–21 (auth already done) and builds the run; writes nothing.

@@ -8,45 +8,44 @@ use jiff::Timestamp;
 use std::fmt::Write;
 
 pub(crate) struct EventText {
-    /// The quoted time.
-    at: String,
-    /// What follows the attempt: the optional fields, if any, and the closing brace.
-    tail: String,
+    /// The quoted time, then what follows the attempt: the optional fields, if any, and the
+    /// closing brace. One buffer: every call event makes one of these on the request side.
+    parts: String,
+    /// Where the quoted time ends in `parts`.
+    at_end: usize,
 }
 
 impl EventText {
     pub(crate) fn new(at: Timestamp, provider_status: Option<&str>, detail: Option<&str>) -> Self {
+        let mut parts = String::with_capacity(64);
+        callgate_domain::rfc3339::push_quoted(at, &mut parts);
+        let at_end = parts.len();
         // Nothing follows the attempt but the brace, or the optional fields (in `RunEvent`'s
         // order, each only when present) and the brace.
         // `push_string` reserves room for each text it writes.
-        let mut tail = String::with_capacity(32);
         if let Some(p) = provider_status {
-            tail.push_str(",\"provider_status\":");
-            push_string(&mut tail, p);
+            parts.push_str(",\"provider_status\":");
+            push_string(&mut parts, p);
         }
         if let Some(d) = detail {
-            tail.push_str(",\"detail\":");
-            push_string(&mut tail, d);
+            parts.push_str(",\"detail\":");
+            push_string(&mut parts, d);
         }
-        tail.push('}');
-        let mut quoted_at = String::with_capacity(32);
-        callgate_domain::rfc3339::push_quoted(at, &mut quoted_at);
-        Self {
-            at: quoted_at,
-            tail,
-        }
+        parts.push('}');
+        Self { parts, at_end }
     }
 
     pub(crate) fn text(&self, status: RunStatus, attempt: u32) -> String {
-        let mut s = String::with_capacity(48 + self.at.len() + self.tail.len());
+        let (at, tail) = self.parts.split_at(self.at_end);
+        let mut s = String::with_capacity(48 + self.parts.len());
         s.push_str("{\"status\":\"");
         s.push_str(status.as_str());
         s.push_str("\",\"at\":");
-        s.push_str(&self.at);
+        s.push_str(at);
         s.push_str(",\"attempt\":");
         // Writing into a String cannot fail.
         let _ = write!(s, "{attempt}");
-        s.push_str(&self.tail);
+        s.push_str(tail);
         s
     }
 }

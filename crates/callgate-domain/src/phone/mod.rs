@@ -40,10 +40,11 @@ const MAX_DIGITS: usize = 15;
 impl E164 {
     /// Parses user input such as `+1 (415) 555-0100` into `+14155550100`.
     pub fn parse(raw: &str) -> Result<E164, PhoneError> {
-        let stripped: String = raw
-            .chars()
-            .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '.' | '(' | ')'))
-            .collect();
+        let mut stripped = String::with_capacity(raw.len());
+        stripped.extend(
+            raw.chars()
+                .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '.' | '(' | ')')),
+        );
         if stripped.is_empty() {
             return Err(PhoneError::Empty);
         }

@@ -115,15 +115,30 @@ impl LazyRegion {
     }
 }
 
-fn rules_for(code: u16) -> Option<Arc<CodeRule>> {
-    static RULES: OnceLock<RwLock<HashMap<u16, Option<Arc<CodeRule>>>>> = OnceLock::new();
-    let rules = RULES.get_or_init(Default::default);
-    if let Some(r) = rules.read().ok()?.get(&code) {
-        return r.clone();
+/// What the metadata says of a candidate country calling code, remembered per code: the
+/// metadata's own lookup builds a list of the code's regions on every call.
+#[derive(Clone)]
+enum Code {
+    /// No country has this code.
+    Unknown,
+    /// A country code; its rules, unless its patterns do not compile here.
+    Known(Option<Arc<CodeRule>>),
+}
+
+fn code(code: u16) -> Code {
+    static CODES: OnceLock<RwLock<HashMap<u16, Code>>> = OnceLock::new();
+    let codes = CODES.get_or_init(Default::default);
+    if let Some(c) = codes.read().ok().and_then(|m| m.get(&code).cloned()) {
+        return c;
     }
-    let built = build(code).map(Arc::new);
-    rules.write().ok()?.insert(code, built.clone());
-    built
+    let found = match DATABASE.region(&code) {
+        None => Code::Unknown,
+        Some(_) => Code::Known(build(code).map(Arc::new)),
+    };
+    if let Ok(mut m) = codes.write() {
+        m.insert(code, found.clone());
+    }
+    found
 }
 
 /// `None` when the code is unknown.
@@ -173,9 +188,10 @@ fn build(code: u16) -> Option<CodeRule> {
 pub(super) fn fast_check(digits: &str) -> Option<bool> {
     // The country code is the first 1-3 digits that name one (codes are prefix-free).
     let (rule, national) = (1..=3).filter(|n| *n < digits.len()).find_map(|n| {
-        let code: u16 = digits[..n].parse().ok()?;
-        DATABASE.region(&code)?;
-        Some((rules_for(code), &digits[n..]))
+        match code(digits[..n].parse().ok()?) {
+            Code::Unknown => None,
+            Code::Known(rule) => Some((rule, &digits[n..])),
+        }
     })?;
     let rule = rule?;
     if national.starts_with('0') {
