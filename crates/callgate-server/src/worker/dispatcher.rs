@@ -317,6 +317,21 @@ async fn dial(
     run: ClaimedRun,
 ) {
     let _in_flight = InFlightDial::new(state.clone());
+    // SPEC §9: the balance may go below zero by the calls already live when it ran out, never
+    // more. A run still queued then was claimed here but is not dialled; it ends failed
+    // (SPEC §2.3, a quota race). The organisation is read through the cache, which drops it at
+    // every call end of this node (other nodes' call ends show within the cache's TTL).
+    if let Ok(org) = state.catalog.org(run.org_id).await
+        && org.quota_seconds_remaining.is_some_and(|q| q <= 0)
+    {
+        finish_failed(
+            &state,
+            run.id,
+            "quota_exhausted",
+            "Quota exhausted: no call minutes left".to_owned(),
+        );
+        return;
+    }
     let provider = match provider {
         Ok(p) => p,
         Err(message) => {

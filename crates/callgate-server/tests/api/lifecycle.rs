@@ -87,6 +87,18 @@ async fn busy_no_answer_failed_and_voicemail_each_end_with_their_outcome() {
     }
 }
 
+/// Sets the default tenant's balance through the instance admin API.
+async fn set_quota(app: &TestApp, seconds: i64) {
+    let r = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/admin/organizations/{}/quota", app.tenant.org_id),
+            &json!({"quota_seconds_remaining": seconds}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 #[tokio::test]
 async fn billable_seconds_are_deducted_from_the_quota_when_a_call_ends() {
     let app = TestApp::spawn_with(Options {
@@ -94,13 +106,7 @@ async fn billable_seconds_are_deducted_from_the_quota_when_a_call_ends() {
         ..Options::default()
     })
     .await;
-    let org = app.tenant.org_id;
-    app.admin(
-        Method::PUT,
-        &format!("/api/v1/admin/organizations/{org}/quota"),
-        &json!({"quota_seconds_remaining": 100}),
-    )
-    .await;
+    set_quota(&app, 100).await;
     let run = call(&app, "+14155550100").await;
     let billed = run["duration_seconds"].as_i64().unwrap();
     assert!(billed >= 2);
@@ -119,6 +125,55 @@ async fn billable_seconds_are_deducted_from_the_quota_when_a_call_ends() {
         .get("/api/v1/organizations/limits", &app.tenant.api_key)
         .await;
     assert_eq!(limits.body["quota_seconds_remaining"], 100 - billed);
+}
+
+#[tokio::test]
+async fn a_run_still_queued_when_the_quota_runs_out_ends_failed_without_a_dial() {
+    let app = TestApp::spawn_with(Options {
+        simulator: sim_rules(),
+        max_concurrent_calls: Some(1),
+        ..Options::default()
+    })
+    .await;
+    set_quota(&app, 1).await;
+    let body =
+        json!({"phone_number": "+14155550100", "initial_context": {"customer_name": "Jane"}});
+    // The first call talks 1.1 s: two billable seconds against a balance of one. The second
+    // waits in the queue meanwhile (one call at a time on this configuration).
+    let first = app.trigger(&body).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let second = app.trigger(&body).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.body["call_status"], "queued", "{}", second.text);
+    let first = app
+        .wait_for_end(&app.tenant.api_key, first.body["call_id"].as_str().unwrap())
+        .await;
+    assert_eq!(first["outcome"], "completed", "{first}");
+    let billed = first["duration_seconds"].as_i64().unwrap();
+    assert!(billed >= 2, "{first}");
+    let second = app
+        .wait_for_end(
+            &app.tenant.api_key,
+            second.body["call_id"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(second["outcome"], "failed", "{second}");
+    assert_eq!(second["ended_reason"], "quota_exhausted", "{second}");
+    assert_eq!(
+        second["error"], "Quota exhausted: no call minutes left",
+        "{second}"
+    );
+    assert!(second["provider_call_id"].is_null(), "{second}");
+    assert!(second["answered_at"].is_null(), "{second}");
+    let limits = app
+        .get("/api/v1/organizations/limits", &app.tenant.api_key)
+        .await;
+    assert_eq!(
+        limits.body["quota_seconds_remaining"],
+        1 - billed,
+        "{}",
+        limits.text
+    );
 }
 
 #[tokio::test]
