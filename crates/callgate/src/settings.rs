@@ -219,12 +219,27 @@ pub fn resolve(g: &GlobalArgs, s: &ServeArgs) -> Result<Resolved> {
     };
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let postgres = db.url.as_deref().is_some_and(is_postgres_url);
+    role_fits(s.role.unwrap_or(Role::All), postgres)?;
     let worker_threads = worker_threads(s.worker_threads.or(file.worker_threads), cpus, postgres)?;
     Ok(Resolved {
         config: cfg,
         db,
         worker_threads,
     })
+}
+
+/// `--role api` and `--role worker` split one deployment's work across processes sharing a
+/// PostgreSQL database. An SQLite database is served by one process, which keeps its pacing
+/// and claims in memory: an API-only node there would accept calls that nothing ever dials.
+fn role_fits(role: Role, postgres: bool) -> Result<()> {
+    if role != Role::All && !postgres {
+        bail!(
+            "--role api and --role worker need a PostgreSQL database shared by the nodes \
+             (CALLGATE_DATABASE_URL=postgres://...); on SQLite one process runs both, so \
+             leave --role out"
+        );
+    }
+    Ok(())
 }
 
 /// Installs the subscriber once (flags and env win over the file).
@@ -261,6 +276,17 @@ mod tests {
         for bad in [0, 1025] {
             let e = worker_threads(Some(bad), 2, false).expect_err("out of bounds");
             assert!(e.to_string().contains("between 1 and 1024"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_split_role_needs_postgres() {
+        assert!(role_fits(Role::All, false).is_ok());
+        assert!(role_fits(Role::Api, true).is_ok());
+        assert!(role_fits(Role::Worker, true).is_ok());
+        for role in [Role::Api, Role::Worker] {
+            let e = role_fits(role, false).expect_err("a split role on SQLite");
+            assert!(e.to_string().contains("need a PostgreSQL database"), "{e}");
         }
     }
 
