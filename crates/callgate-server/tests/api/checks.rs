@@ -731,3 +731,93 @@ async fn check_22_prefer_wait_reports_a_provider_rejection_as_400_and_keeps_the_
     assert_eq!(r.status, 200, "{}", r.text);
     assert_ne!(r.body["call_status"], "queued");
 }
+
+/// A request that fails several checks gets the answer of the first in the SPEC's order, and
+/// creates nothing.
+#[tokio::test]
+async fn a_request_failing_several_checks_is_answered_by_the_first() {
+    // Calls ring for 3 s, so the first one accepted below is still live at the end.
+    let app = TestApp::spawn_with(Options {
+        simulator: json!({"ring_ms": 3000, "talk_ms": 10}),
+        ..Options::default()
+    })
+    .await;
+    let other = app.add_tenant("Globex").await;
+    let key = &app.tenant.api_key;
+    let unknown = "/api/v1/public/agent/no-such-trigger";
+    let mine = format!("/api/v1/public/agent/{}", app.tenant.trigger_path);
+    let no_phone = json!({"initial_context": {"customer_name": "Jane"}});
+    let bad_phone = json!({"phone_number": "12345"});
+    let wrong_type = json!({"phone_number": 14155550100_i64});
+    // 1 before 3: no key and a body that is not JSON.
+    let r = app
+        .send(
+            app.client
+                .post(app.url(unknown))
+                .header("Content-Type", "application/json")
+                .body("not json"),
+        )
+        .await;
+    assert_problem(&r, 401, "missing_api_key", "Missing API key");
+    // 2 before 4: an unknown key and no phone number.
+    let r = app.post(unknown, "cg_not_a_key", &no_phone).await;
+    assert_problem(&r, 401, "invalid_api_key", "Invalid API key");
+    // 3 before 6, 4 before 6, 5 before 6: the body's faults come before the path's.
+    assert_eq!(
+        app.post(unknown, key, &wrong_type).await.code(),
+        "invalid_body"
+    );
+    assert_problem(
+        &app.post(unknown, key, &no_phone).await,
+        422,
+        "missing_phone_number",
+        "phone_number is required",
+    );
+    assert_problem(
+        &app.post(unknown, key, &bad_phone).await,
+        422,
+        "invalid_phone_number",
+        "Invalid phone number format",
+    );
+    // 7 before 8: another organisation's trigger, with a key scoped to other agents.
+    let scoped = app
+        .post(
+            "/api/v1/user/api-keys",
+            &other.api_key,
+            &json!({"name": "scoped", "scopes": {"agents": [999]}}),
+        )
+        .await;
+    assert_eq!(scoped.status, 200, "{}", scoped.text);
+    let scoped = scoped.body["api_key"].as_str().unwrap().to_owned();
+    assert_problem(
+        &app.post(&mine, &scoped, &ok_body()).await,
+        403,
+        "forbidden",
+        "Access denied",
+    );
+    // 20 before 21: no quota left while the one call allowed at a time is live.
+    app.admin(
+        Method::PUT,
+        &format!("/api/v1/admin/organizations/{}/settings", app.tenant.org_id),
+        &json!({"on_capacity": "reject", "max_concurrent_calls": 1}),
+    )
+    .await;
+    assert_eq!(app.trigger(&ok_body()).await.status, 200);
+    assert_eq!(
+        app.trigger(&ok_body()).await.code(),
+        "concurrency_limit_reached"
+    );
+    app.admin(
+        Method::PUT,
+        &format!("/api/v1/admin/organizations/{}/quota", app.tenant.org_id),
+        &json!({"quota_seconds_remaining": 0}),
+    )
+    .await;
+    assert_problem(
+        &app.trigger(&ok_body()).await,
+        402,
+        "quota_exhausted",
+        "Quota exhausted: no call minutes left",
+    );
+    assert_eq!(runs_count(&app).await, 1);
+}
