@@ -65,6 +65,9 @@ pub struct Prepared {
     pub limits: ClaimLimits,
 }
 
+/// Check 20's `detail`, also the error of a run claimed after the quota ran out (SPEC §9).
+pub const QUOTA_EXHAUSTED: &str = "Quota exhausted: no call minutes left";
+
 /// Extension fields the SPEC names that this build does not implement yet; refusing them is
 /// safer than ignoring them (ignoring `scheduled_at` would dial at once).
 const UNSUPPORTED: &[&str] = &[
@@ -505,7 +508,7 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
         return Err(ApiError::new(
             axum::http::StatusCode::PAYMENT_REQUIRED,
             "quota_exhausted",
-            "Quota exhausted: no call minutes left",
+            QUOTA_EXHAUSTED,
         ));
     }
     // Check 21: capacity.

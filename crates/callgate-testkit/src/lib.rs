@@ -109,18 +109,9 @@ impl TestApp {
     pub async fn spawn_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (store, db) = open_test_store(dir.path()).await;
-        let mut config = Config::new(dir.path().to_path_buf());
-        config.bind = "127.0.0.1:0".parse().unwrap();
-        config.bootstrap = false;
+        let mut config = node_config(dir.path());
         config.admin_token = Some(callgate_server::config::Secret::new(ADMIN_TOKEN));
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let app = App::build(config, store.clone(), clock).await.unwrap();
-        let base = format!("http://{}", app.local_addr());
-        let state = app.state();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run(async {
-            let _ = rx.await;
-        }));
+        let (base, state, tx) = start_node(config, &store).await;
         let tenant = seed_tenant(&state, "Acme", &opts).await;
         Self {
             base,
@@ -248,23 +239,39 @@ impl TestApp {
     /// Starts an API-only node on this app's database (and data directory, so both open the
     /// same sealed credentials).
     pub async fn spawn_api_node(&self) -> ApiNode {
-        let mut config = Config::new(self._dir.path().to_path_buf());
-        config.bind = "127.0.0.1:0".parse().unwrap();
-        config.bootstrap = false;
+        let mut config = node_config(self._dir.path());
         config.run_worker = false;
         config.node_id = "api-only".into();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let app = App::build(config, self.store.clone(), clock).await.unwrap();
-        let base = format!("http://{}", app.local_addr());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run(async {
-            let _ = rx.await;
-        }));
+        let (base, _, tx) = start_node(config, &self.store).await;
         ApiNode {
             base,
             shutdown: Some(tx),
         }
     }
+}
+
+/// A node's settings with its data in `dir`, on a free port, without the first-start tenant.
+fn node_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::new(dir.to_path_buf());
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.bootstrap = false;
+    config
+}
+
+/// Starts a node on `store`; it serves until the returned sender is used or dropped.
+async fn start_node(
+    config: Config,
+    store: &Arc<dyn Store>,
+) -> (String, Arc<AppState>, tokio::sync::oneshot::Sender<()>) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = App::build(config, store.clone(), clock).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+    (base, state, tx)
 }
 
 impl Drop for TestApp {

@@ -33,9 +33,10 @@ const POLL: Duration = Duration::from_millis(250);
 /// rate starts a new schedule, so it ends the wait.
 type PacedUntil = HashMap<ConfigId, (Timestamp, f64)>;
 
-/// When to re-read the queue bookkeeping after a re-read that took `took`.
-fn resync_interval(took: Duration) -> Duration {
-    RESYNC.max(took.saturating_mul(RESYNC_SPACING))
+/// When to re-read the queue bookkeeping after a re-read that took `took`, at most every
+/// `base`.
+fn resync_interval(base: Duration, took: Duration) -> Duration {
+    base.max(took.saturating_mul(RESYNC_SPACING))
 }
 
 /// How often a node without a dispatcher (`--role api`) re-reads the queue bookkeeping, at
@@ -44,10 +45,6 @@ fn resync_interval(took: Duration) -> Duration {
 /// other nodes' progress only through this re-read, so it is kept short; the spacing rule of
 /// `resync_interval` still bounds its cost on a large backlog.
 const API_NODE_RESYNC: Duration = Duration::from_secs(1);
-
-fn api_node_resync_interval(took: Duration) -> Duration {
-    API_NODE_RESYNC.max(took.saturating_mul(RESYNC_SPACING))
-}
 
 /// The bookkeeping of a node that takes triggers but dials nothing: the counts of queued and
 /// live runs, re-read from the database until `stop`.
@@ -63,7 +60,7 @@ pub async fn keep_counts(state: Arc<AppState>, stop: Arc<Notify>) {
             Ok(counts) => state.capacity.seed(&counts),
             Err(e) => tracing::warn!(error = %e, "cannot re-read the queue counts"),
         }
-        wait = api_node_resync_interval(started.elapsed());
+        wait = resync_interval(API_NODE_RESYNC, started.elapsed());
     }
 }
 
@@ -91,7 +88,7 @@ pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
                     state.capacity.seed(&counts);
                     state.dispatch.notify_one();
                 }
-                let next = resync_interval(started.elapsed());
+                let next = resync_interval(RESYNC, started.elapsed());
                 resync_every_ms.store(millis(next), Ordering::Relaxed);
                 resyncing.store(false, Ordering::SeqCst);
             });
@@ -328,7 +325,7 @@ async fn dial(
             &state,
             run.id,
             "quota_exhausted",
-            "Quota exhausted: no call minutes left".to_owned(),
+            crate::trigger::QUOTA_EXHAUSTED.to_owned(),
         );
         return;
     }
@@ -434,29 +431,32 @@ mod tests {
 
     #[test]
     fn the_queue_re_read_waits_longer_as_it_takes_longer() {
-        assert_eq!(resync_interval(Duration::ZERO), RESYNC);
-        assert_eq!(resync_interval(Duration::from_millis(80)), RESYNC);
-        assert_eq!(resync_interval(Duration::from_millis(250)), RESYNC);
+        assert_eq!(resync_interval(RESYNC, Duration::ZERO), RESYNC);
+        assert_eq!(resync_interval(RESYNC, Duration::from_millis(80)), RESYNC);
+        assert_eq!(resync_interval(RESYNC, Duration::from_millis(250)), RESYNC);
         assert_eq!(
-            resync_interval(Duration::from_millis(800)),
+            resync_interval(RESYNC, Duration::from_millis(800)),
             Duration::from_secs(16)
         );
         assert_eq!(
-            resync_interval(Duration::from_secs(3)),
+            resync_interval(RESYNC, Duration::from_secs(3)),
             Duration::from_secs(60)
         );
-        assert_eq!(resync_interval(Duration::MAX), Duration::MAX);
+        assert_eq!(resync_interval(RESYNC, Duration::MAX), Duration::MAX);
     }
 
     #[test]
     fn a_node_without_a_dispatcher_re_reads_the_counts_every_second_unless_that_is_slow() {
-        assert_eq!(api_node_resync_interval(Duration::ZERO), API_NODE_RESYNC);
         assert_eq!(
-            api_node_resync_interval(Duration::from_millis(50)),
+            resync_interval(API_NODE_RESYNC, Duration::ZERO),
             API_NODE_RESYNC
         );
         assert_eq!(
-            api_node_resync_interval(Duration::from_millis(200)),
+            resync_interval(API_NODE_RESYNC, Duration::from_millis(50)),
+            API_NODE_RESYNC
+        );
+        assert_eq!(
+            resync_interval(API_NODE_RESYNC, Duration::from_millis(200)),
             Duration::from_secs(4)
         );
     }
