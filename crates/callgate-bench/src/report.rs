@@ -353,22 +353,32 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         writeln!(o, "## Scale: runs already in the database\n")?;
         writeln!(
             o,
-            "Each row starts the server on a copy of one configured database to which the runs were added directly {} while it was stopped. *Stored*: ended runs (copies of a real one, ~1 KiB context each), one second apart. *Queued*: runs waiting on a configuration that dials one call per 1000 s, so the backlog stays queued. Then the {}-connection trigger load and the steady-rate dispatch measurement run as above. The empty database (0) runs first and again last; *vs 0* compares with the mean of those two, as the machine's speed drifts over a run.\n",
+            "Each row starts the server on a copy of one configured database to which the runs were added directly {} while it was stopped. *Stored*: ended runs (copies of a real one, ~1 KiB context each), one second apart. *Queued*: runs waiting on a configuration that dials one call per 1000 s, so the backlog stays queued. Then the {}-connection trigger load and the steady-rate dispatch measurement run as above. The empty database (0) runs first and again last; *vs 0* compares with the mean of those two, as the machine's speed drifts over a run. The machine's speed also drifts between steps a minute apart by more than the cost being measured, so each pre-loaded step is also compared in turns: an empty copy is started beside the pre-loaded server and the same load runs on the two alternately, {} turns of {:.1} s each in ABBA order; *vs empty, in turns* is the pre-loaded server's throughput over its turns against the empty copy's over its turns.\n",
             if r.on_postgres {
                 "(one `INSERT … SELECT` per table, then `VACUUM (ANALYZE)` and `CHECKPOINT`)"
             } else {
                 "in SQLite"
             },
-            r.scale.first().map(|x| x.load.connections).unwrap_or(64)
+            r.scale.first().map(|x| x.load.connections).unwrap_or(64),
+            r.scale
+                .iter()
+                .find_map(|x| x.paired.as_ref())
+                .map(|p| p.rounds)
+                .unwrap_or(0),
+            r.scale
+                .iter()
+                .find_map(|x| x.paired.as_ref())
+                .map(|p| p.turn.as_secs_f64())
+                .unwrap_or(0.0)
         )?;
         writeln!(
             o,
-            "| Runs in DB | Kind | DB size MiB | Pre-load s | Start-up s | Idle RSS MiB | Req/s | vs 0 | p50 ms | p99 ms | Errors | Peak RSS MiB | Dispatch under load p50 / p99 ms | Dispatch at {:.0}/s p50 / p99 ms |",
+            "| Runs in DB | Kind | DB size MiB | Pre-load s | Start-up s | Idle RSS MiB | Req/s | vs 0 | vs empty, in turns | p50 ms | p99 ms | Errors | Peak RSS MiB | Dispatch under load p50 / p99 ms | Dispatch at {:.0}/s p50 / p99 ms |",
             r.scale.first().map(|x| x.moderate.rate).unwrap_or(0.0)
         )?;
         writeln!(
             o,
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+            "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|"
         )?;
         let empty: Vec<f64> = r
             .scale
@@ -383,6 +393,12 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
                 .filter(|b| *b > 0.0)
                 .map(|b| format!("{:+.1} %", (t / b - 1.0) * 100.0))
                 .unwrap_or_else(|| "–".into());
+            let paired = x
+                .paired
+                .as_ref()
+                .and_then(|p| Some((p, p.change()?)))
+                .map(|(p, c)| format!("{:+.1} % ({:.0} / {:.0})", c * 100.0, p.loaded, p.empty))
+                .unwrap_or_else(|| "–".into());
             let kind = match x.kind {
                 None => "–",
                 Some(ScaleKind::Stored) => "stored",
@@ -390,7 +406,7 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
             };
             writeln!(
                 o,
-                "| {} | {} | {:.1} | {:.1} | {:.2} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.1} | {:.2} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 x.preloaded,
                 kind,
                 x.db_bytes as f64 / 1024.0 / 1024.0,
@@ -399,6 +415,7 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
                 mib(x.idle_rss_kib),
                 t,
                 vs,
+                paired,
                 ms(x.load.outcome.ms(0.50)),
                 ms(x.load.outcome.ms(0.99)),
                 x.load.outcome.error_summary(),

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Size of the `initial_context` object in every trigger body, as compact JSON.
 pub const CONTEXT_BYTES: usize = 1024;
-/// Connections of the open-loop dispatch scenario.
 /// Connections of the steady-rate scenarios: the 64 of the trigger targets.
 const DISPATCH_CONNECTIONS: usize = 64;
 
@@ -571,12 +570,42 @@ pub struct ScaleRow {
     pub idle_rss_kib: u64,
     pub load: LoadRow,
     pub moderate: DispatchResult,
+    /// For a pre-loaded database: the same load alternated with an empty copy.
+    pub paired: Option<Paired>,
 }
+
+/// Throughput of a pre-loaded server and of an empty one running beside it, measured in
+/// short turns, one server after the other (`PAIRED_ROUNDS` each, in ABBA order). This VM's
+/// speed drifts by more than the cost being measured between steps a minute apart; turns a
+/// few seconds apart see the same machine, so their ratio is the database's cost.
+pub struct Paired {
+    /// Triggers per second over the pre-loaded server's turns.
+    pub loaded: f64,
+    /// Triggers per second over the empty server's turns.
+    pub empty: f64,
+    pub rounds: usize,
+    /// The measured part of each turn.
+    pub turn: Duration,
+}
+
+impl Paired {
+    /// The pre-loaded server's throughput against the empty one's, as a change (−0.1 = 10 %
+    /// slower).
+    pub fn change(&self) -> Option<f64> {
+        (self.empty > 0.0).then(|| self.loaded / self.empty - 1.0)
+    }
+}
+
+/// Turns per server of the paired comparison; even, so that ABBA order balances them.
+const PAIRED_ROUNDS: usize = 4;
+const PAIRED_WARMUP: Duration = Duration::from_secs(1);
+const PAIRED_TURN: Duration = Duration::from_millis(2500);
 
 /// Builds a seed data directory once (configured tenant and one finished run to copy), then
 /// for the baseline, each size and the baseline again: copy, pre-load, start, measure, stop.
 /// The empty database runs at both ends because this VM's speed drifts over a run by more
-/// than the cost being measured, and the first step follows the quiet pacing minute.
+/// than the cost being measured, and the first step follows the quiet pacing minute. Each
+/// pre-loaded step is also compared with an empty copy started beside it ([`Paired`]).
 pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
     let seed = s.work.join("scale-seed");
     let (server, first) =
@@ -587,6 +616,10 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
     // On PostgreSQL the seed's database is kept and copied for every step, as its data
     // directory is (the server key stays there).
     let seed_db = server.stop_keeping_database().await?;
+    let seed = Seed {
+        dir: seed,
+        db: seed_db,
+    };
 
     let mut variants: Vec<(u64, Option<ScaleKind>)> = vec![(0, None)];
     for &n in &s.scale_sizes {
@@ -595,6 +628,7 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
         }
     }
     variants.push((0, None));
+    let targets = Targets::new(&tenant, bodies)?;
     let mut rows = Vec::new();
     for (step, (n, kind)) in variants.into_iter().enumerate() {
         let label = match kind {
@@ -604,17 +638,8 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
             Some(ScaleKind::Queued) => format!("{n}-queued"),
         };
         eprintln!("scale: {label}");
-        let dir = s.work.join(format!("scale-{label}"));
-        copy_dir(&seed, &dir)?;
+        let (dir, database) = seed.copy(s, &label).await?;
         let db_file = crate::server::db_path(&dir);
-        let database = match &seed_db {
-            Some(seed) => Some(
-                ScratchDatabase::copy_of(seed, PG_PREFIX)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot copy the seed database: {e}"))?,
-            ),
-            None => None,
-        };
         let how = kind.map(|k| match k {
             ScaleKind::Stored => Preload::Stored,
             ScaleKind::Queued => Preload::Queued {
@@ -646,11 +671,14 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
         .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle_rss_kib = server.proc.rss_kib()?;
-        let targets = Targets::new(&tenant, bodies)?;
         let load =
             trigger_load(s, &server, "trigger", &targets.trigger, s.scale_connections).await?;
         let first = s.dispatch_rates.first().copied().unwrap_or(200.0);
         let moderate = dispatch(s, &server, &targets.trigger, first).await?;
+        let paired = match how {
+            None => None,
+            Some(_) => Some(paired_with_empty(s, &seed, &label, &server, &targets.trigger).await?),
+        };
         rows.push(ScaleRow {
             preloaded: n,
             kind,
@@ -660,6 +688,7 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
             idle_rss_kib,
             load,
             moderate,
+            paired,
         });
         server.stop().await?;
         drop(server);
@@ -667,7 +696,7 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
             std::fs::remove_dir_all(&dir).ok();
         }
     }
-    if let Some(seed) = seed_db {
+    if let Some(seed) = seed.db {
         if s.launch.keep_databases {
             eprintln!("database kept: {}", seed.keep());
         } else {
@@ -677,6 +706,108 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
         }
     }
     Ok(rows)
+}
+
+/// The configured database every scale step starts from.
+struct Seed {
+    dir: PathBuf,
+    /// On PostgreSQL, the seed's database (its data directory holds only the server key).
+    db: Option<ScratchDatabase>,
+}
+
+impl Seed {
+    /// A fresh copy for one step: its data directory and, on PostgreSQL, its database.
+    async fn copy(&self, s: &Settings, label: &str) -> Result<(PathBuf, Option<ScratchDatabase>)> {
+        let dir = s.work.join(format!("scale-{label}"));
+        copy_dir(&self.dir, &dir)?;
+        let database = match &self.db {
+            Some(seed) => Some(
+                ScratchDatabase::copy_of(seed, PG_PREFIX)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot copy the seed database: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok((dir, database))
+    }
+}
+
+/// Starts an empty copy of the seed beside `loaded` and runs the trigger load on the two in
+/// turns ([`Paired`]); the copy is stopped and removed afterwards.
+async fn paired_with_empty(
+    s: &Settings,
+    seed: &Seed,
+    label: &str,
+    loaded: &Callgate,
+    trigger: &Arc<RequestTemplate>,
+) -> Result<Paired> {
+    let label = format!("{label}-empty-beside");
+    let (dir, database) = seed.copy(s, &label).await?;
+    let (mut empty, _) = Callgate::start_on(
+        &s.launch,
+        &dir,
+        &s.work.join(format!("scale-{label}.log")),
+        false,
+        database,
+    )
+    .await?;
+    let measured = take_turns(s, loaded, &empty, trigger).await;
+    empty.stop().await?;
+    drop(empty);
+    if !s.keep {
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    let paired = measured?;
+    eprintln!(
+        "  beside an empty copy, in turns: {:.0} against {:.0} req/s ({:+.1} %)",
+        paired.loaded,
+        paired.empty,
+        paired.change().unwrap_or(0.0) * 100.0
+    );
+    Ok(paired)
+}
+
+/// Which server takes each turn (0 the pre-loaded, 1 the empty one): A B B A A B B A…, so that
+/// over an even number of rounds both sit at the same mean position and a steady drift of the
+/// machine's speed favours neither.
+fn abba(rounds: usize) -> impl Iterator<Item = usize> {
+    (0..rounds).flat_map(|round| if round % 2 == 0 { [0, 1] } else { [1, 0] })
+}
+
+/// The trigger load on `loaded` and `empty` in turns ([`abba`]).
+async fn take_turns(
+    s: &Settings,
+    loaded: &Callgate,
+    empty: &Callgate,
+    trigger: &Arc<RequestTemplate>,
+) -> Result<Paired> {
+    // [pre-loaded, empty]: answers and measured seconds.
+    let mut ok = [0u64; 2];
+    let mut secs = [0f64; 2];
+    for which in abba(PAIRED_ROUNDS) {
+        let server = if which == 0 { loaded } else { empty };
+        let before = server.runs.max_run_id().await?;
+        let plan = Plan {
+            connections: s.scale_connections,
+            // Each turn opens its connections afresh; the server is already warm.
+            warmup: s.warmup.min(PAIRED_WARMUP),
+            measure: s.measure.min(PAIRED_TURN),
+            interval: None,
+            max_requests: None,
+        };
+        let out = load::run(server.addr, trigger.clone(), plan).await?;
+        // This turn's calls end before the other server's turn starts.
+        server.runs.wait_settled(before, SETTLE_TIMEOUT).await?;
+        ok[which] += out.ok;
+        secs[which] += out.measured.as_secs_f64();
+    }
+    let rate = |i: usize| ok[i] as f64 / secs[i].max(1e-9);
+    Ok(Paired {
+        loaded: rate(0),
+        empty: rate(1),
+        rounds: PAIRED_ROUNDS,
+        turn: s.measure.min(PAIRED_TURN),
+    })
 }
 
 /// Copies a stopped server's data directory (database, WAL, server key).
@@ -715,6 +846,17 @@ mod tests {
                     .starts_with("+141555501")
             );
         }
+    }
+
+    #[test]
+    fn turns_in_abba_order_give_both_servers_the_same_mean_position() {
+        let order: Vec<usize> = abba(PAIRED_ROUNDS).collect();
+        assert_eq!(order.len(), 2 * PAIRED_ROUNDS);
+        assert_eq!(&order[..4], &[0, 1, 1, 0]);
+        let position_sum =
+            |who: usize| -> usize { (0..order.len()).filter(|&i| order[i] == who).sum() };
+        assert_eq!(position_sum(0), position_sum(1));
+        assert_eq!(order.iter().filter(|&&w| w == 0).count(), PAIRED_ROUNDS);
     }
 
     #[test]
