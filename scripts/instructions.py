@@ -11,7 +11,8 @@ import sys
 PARTS = [
     ("HTTP connections (hyper, axum, handler)", r"axum::serve::handle_connection::\{\{closure\}\}::\{\{closure\}\}$"),
     ("  trigger handler", r"callgate_server::http::public::accept::\{\{closure\}\}$"),
-    ("    body JSON parse", r"callgate_server::http::extract::parse_object$"),
+    ("    body JSON parse", r"callgate_server::http::extract::whole_parse$"),
+    ("    context text as sent", r"callgate_server::http::extract::member_text$"),
     ("    checks, context, templates", r"callgate_server::trigger::prepare::\{\{closure\}\}$"),
     ("      context limits", r"callgate_domain::context::check_initial_context$"),
     ("      templates", r"callgate_domain::template::render$"),

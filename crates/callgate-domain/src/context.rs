@@ -5,7 +5,7 @@
 //! webhook; they are checked on the parsed value so the rule does not depend on how the client
 //! formatted its JSON.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Largest accepted `initial_context`, in bytes of compact JSON.
 pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
@@ -66,6 +66,71 @@ pub fn check_initial_context(value: &Value) -> Result<(), ContextError> {
 /// [`check_object`] with the `metadata` limits.
 pub fn check_metadata(value: &Value) -> Result<(), ContextError> {
     check_object(value, MAX_METADATA_BYTES, MAX_METADATA_DEPTH)
+}
+
+/// A run's `initial_context`, with the JSON text the caller sent for it for as long as the
+/// object is unchanged. Storing that text instead of serialising the object again spares a
+/// walk of about a kilobyte on every trigger; any change through [`Self::map_mut`] drops it.
+#[derive(Debug, Clone, Default)]
+pub struct InitialContext {
+    map: Map<String, Value>,
+    /// JSON text that parses to exactly `map`, while it does.
+    sent: Option<Box<str>>,
+}
+
+impl InitialContext {
+    /// A context with no text of its own: it is serialised when stored.
+    pub fn new(map: Map<String, Value>) -> Self {
+        Self { map, sent: None }
+    }
+
+    /// `map` together with `text`, the JSON it was parsed from. The caller vouches for that:
+    /// the pair comes from one parse of the request body (checked in debug builds).
+    pub fn as_sent(map: Map<String, Value>, text: Box<str>) -> Self {
+        debug_assert_eq!(
+            serde_json::from_str::<Map<String, Value>>(&text)
+                .ok()
+                .as_ref(),
+            Some(&map),
+            "the sent text must parse to the context"
+        );
+        Self {
+            map,
+            sent: Some(text),
+        }
+    }
+
+    pub fn map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    /// The object, for a change; the sent text no longer describes it.
+    pub fn map_mut(&mut self) -> &mut Map<String, Value> {
+        self.sent = None;
+        &mut self.map
+    }
+
+    /// The context as JSON text: the caller's, or `serde_json::to_string` of the object.
+    /// Either parses to the same object.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.sent {
+            Some(text) => std::borrow::Cow::Borrowed(text),
+            None => std::borrow::Cow::Owned(crate::json_text::map_text(&self.map)),
+        }
+    }
+
+    /// [`Self::text`] without a copy of the caller's text: it is moved out, so the next call
+    /// serialises.
+    pub fn take_text(&mut self) -> String {
+        match self.sent.take() {
+            Some(text) => text.into(),
+            None => crate::json_text::map_text(&self.map),
+        }
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.map
+    }
 }
 
 /// The length of `value` as compact JSON (what serde_json writes), counted without writing it

@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::cache::{CachedAgent, PreparedVersion};
 use crate::http::problem::{ApiError, ApiResult, FieldError};
 use callgate_domain::E164;
-use callgate_domain::context::{check_initial_context, check_metadata};
+use callgate_domain::context::{InitialContext, check_initial_context, check_metadata};
 use callgate_domain::lifecycle::RunStatus;
 use callgate_domain::phone::PhoneError;
 use callgate_domain::template::{RenderScope, missing_names, render, unresolved_names};
@@ -35,19 +35,31 @@ pub enum Flavor {
     Outbound,
 }
 
+impl Flavor {
+    /// The body member holding the caller's context.
+    pub fn context_field(self) -> &'static str {
+        match self {
+            Flavor::Dograh => "initial_context",
+            Flavor::Outbound => "variables",
+        }
+    }
+}
+
 pub struct TriggerRequest {
     pub env: Environment,
     pub agent: AgentRef,
     pub flavor: Flavor,
     pub key: Arc<ApiKey>,
     pub body: Map<String, Value>,
+    /// The JSON text of the body's context member as sent, if the body had one.
+    pub context_text: Option<Box<str>>,
     pub dry_run: bool,
 }
 
 /// The parsed, validated body.
 struct CallSpec {
     phone: E164,
-    context: Map<String, Value>,
+    context: InitialContext,
     config_id: Option<i64>,
     from_number_id: Option<i64>,
     from_number: Option<E164>,
@@ -136,19 +148,30 @@ fn phone_error(flavor: Flavor, field: &str, e: PhoneError) -> ApiError {
 }
 
 /// Checks 3–5 (and the body rules of §2.1, §3).
-fn parse_body(flavor: Flavor, body: &mut Map<String, Value>) -> ApiResult<CallSpec> {
-    let (phone_field, ctx_field) = match flavor {
-        Flavor::Dograh => ("phone_number", "initial_context"),
-        Flavor::Outbound => ("to_number", "variables"),
+fn parse_body(
+    flavor: Flavor,
+    body: &mut Map<String, Value>,
+    context_text: Option<Box<str>>,
+) -> ApiResult<CallSpec> {
+    let phone_field = match flavor {
+        Flavor::Dograh => "phone_number",
+        Flavor::Outbound => "to_number",
     };
+    let ctx_field = flavor.context_field();
     // Check 3: every present field has the right type.
     let phone_raw = opt_str(body, phone_field)?;
-    let context = take_object(body, ctx_field)?.unwrap_or_default();
-    let ctx_value = Value::Object(context);
+    let context = take_object(body, ctx_field)?;
+    let sent = context.is_some();
+    let ctx_value = Value::Object(context.unwrap_or_default());
     check_initial_context(&ctx_value)
         .map_err(|e| ApiError::invalid_field(&format!("/{ctx_field}"), e.message_for(ctx_field)))?;
     let Value::Object(context) = ctx_value else {
         return Err(ApiError::internal("context changed shape"));
+    };
+    // The text is the object's only when an object was sent (not `null`, not absent).
+    let context = match context_text {
+        Some(text) if sent => InitialContext::as_sent(context, text),
+        _ => InitialContext::new(context),
     };
     let config_id = opt_int(body, "telephony_configuration_id")?;
     let from_number_id = opt_int(body, "from_phone_number_id")?;
@@ -192,7 +215,7 @@ fn parse_body(flavor: Flavor, body: &mut Map<String, Value>) -> ApiResult<CallSp
     }
     // Dograh's greeting override inside the context is honoured like `first_message`.
     let first_message = first_message.or_else(|| {
-        let o = context.get("greeting_override")?.as_object()?;
+        let o = context.map().get("greeting_override")?.as_object()?;
         (o.get("type")?.as_str()? == "text")
             .then(|| o.get("text")?.as_str().map(str::to_owned))
             .flatten()
@@ -452,7 +475,7 @@ fn resolve_config<'c>(
 /// Runs checks 1–21 (auth already done) and builds the run; writes nothing.
 pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Prepared> {
     let mut body = std::mem::take(&mut req.body);
-    let mut spec = parse_body(req.flavor, &mut body)?;
+    let mut spec = parse_body(req.flavor, &mut body, req.context_text.take())?;
     drop(body);
     let req = &req;
     let (agent, version) = resolve_agent(state, req).await?;
@@ -478,11 +501,14 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
         && let Some(defaults) = &version.version.template_context_variables
     {
         for (k, v) in defaults {
-            context.entry(k.clone()).or_insert_with(|| v.clone());
+            // Only a default that is used changes the context (and drops its sent text).
+            if !context.map().contains_key(k) {
+                context.map_mut().insert(k.clone(), v.clone());
+            }
         }
     }
     if !version.declarations.is_empty()
-        && let Err(names) = apply_declarations(&version.declarations, &mut context)
+        && let Err(names) = apply_declarations(&version.declarations, context.map_mut())
     {
         let errors = names
             .iter()
@@ -569,7 +595,7 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
 
     // Templates see the caller's values with system values laid over them.
     let scope = RenderScope {
-        vars: &context,
+        vars: context.map(),
         overlay: Some(&system),
         now,
     };

@@ -103,7 +103,7 @@ impl RunColumns {
             max_attempts: i64::from(run.max_attempts),
             created_at: ts(run.created_at),
             scheduled_for: ts(run.scheduled_for),
-            initial_context: json_text(&run.initial_context)?,
+            initial_context: run.initial_context.text().into_owned(),
             system_context: run.system_context.text(),
             metadata: run.metadata.as_ref().map(json_text).transpose()?,
             external_id: run.external_id.clone(),

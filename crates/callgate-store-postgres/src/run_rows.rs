@@ -158,7 +158,7 @@ pub(crate) fn new_run_into_record(new: NewRun) -> Run {
         transcript: Vec::new(),
         recording_url: None,
         extracted: None,
-        initial_context: new.initial_context,
+        initial_context: new.initial_context.into_map(),
         system_context: new.system_context,
         metadata: new.metadata,
         external_id: new.external_id,

@@ -9,7 +9,7 @@ use crate::util::{
     parse_opt_json, parse_uuid, ts,
 };
 use async_trait::async_trait;
-use callgate_domain::json_text::{map_text, value_text};
+use callgate_domain::json_text::value_text;
 use callgate_domain::lifecycle::{CallSignal, Outcome, RunStatus, Transition, transition};
 use callgate_store::*;
 use jiff::Timestamp;
@@ -135,7 +135,7 @@ fn new_run_into_record(id: RunId, new: NewRun) -> Run {
         transcript: Vec::new(),
         recording_url: None,
         extracted: None,
-        initial_context: new.initial_context,
+        initial_context: new.initial_context.into_map(),
         system_context: new.system_context,
         metadata: new.metadata,
         external_id: new.external_id,
@@ -399,11 +399,11 @@ impl SqliteStore {
     /// `enqueue_run`, and with `claim` the direct claim of `enqueue_or_claim`.
     async fn enqueue(
         &self,
-        run: NewRun,
+        mut run: NewRun,
         idem: Option<IdempotencyClaim>,
         claim: Option<DirectClaim>,
     ) -> StoreResult<Run> {
-        let initial_context = map_text(&run.initial_context);
+        let initial_context = run.initial_context.take_text();
         let system_context = run.system_context.text();
         let metadata = run.metadata.as_ref().map(value_text);
         let unresolved = json_text(&run.unresolved_variables)?;

@@ -1,5 +1,6 @@
 //! Records the store hands out. They are plain data; wire formats live in the server.
 
+pub use callgate_domain::context::InitialContext;
 use callgate_domain::lifecycle::{Outcome, RunStatus};
 pub use callgate_domain::system_context::{SystemContext, SystemFields};
 use jiff::Timestamp;
@@ -318,7 +319,7 @@ pub struct NewRun {
     pub status: RunStatus,
     pub created_at: Timestamp,
     pub scheduled_for: Timestamp,
-    pub initial_context: Map<String, Value>,
+    pub initial_context: InitialContext,
     pub system_context: SystemContext,
     pub metadata: Option<Value>,
     pub external_id: Option<String>,

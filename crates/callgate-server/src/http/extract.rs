@@ -145,16 +145,36 @@ pub fn parse_name(raw: &str) -> ApiResult<String> {
 
 /// Check 3: the body must be one JSON object.
 pub fn parse_object(bytes: &[u8]) -> ApiResult<Map<String, Value>> {
+    let text = body_text(bytes)?;
+    whole_parse(text)
+}
+
+/// [`parse_object`] for a trigger body, which also returns the JSON text of its last
+/// top-level `context_field` member as sent (the run stores it; see `InitialContext`).
+pub fn parse_trigger_body<'b>(
+    bytes: &'b [u8],
+    context_field: &str,
+) -> ApiResult<(Map<String, Value>, Option<&'b str>)> {
+    let text = body_text(bytes)?;
+    let map = whole_parse(text)?;
+    let context = map
+        .contains_key(context_field)
+        .then(|| member_text(text, context_field))
+        .flatten();
+    Ok((map, context))
+}
+
+/// An empty body, then one UTF-8 check over the whole body (a parse that trusts it is then
+/// cheaper than one checking each string; bytes outside strings must be ASCII JSON either
+/// way, so the same bodies pass).
+fn body_text(bytes: &[u8]) -> ApiResult<&str> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::unprocessable(
             "invalid_body",
             "Request body must be a JSON object",
         ));
     }
-    // One UTF-8 check over the whole body, then a parse that trusts it: parsing bytes checks
-    // every string on its own (~3.5 instructions per byte for a trigger's short keys and
-    // values). Bytes outside strings must be ASCII JSON either way, so the same bodies pass.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
+    std::str::from_utf8(bytes).map_err(|e| {
         ApiError::unprocessable(
             "invalid_body",
             format!(
@@ -162,7 +182,12 @@ pub fn parse_object(bytes: &[u8]) -> ApiResult<Map<String, Value>> {
                 e.valid_up_to()
             ),
         )
-    })?;
+    })
+}
+
+// Out of line so that profiles name it (scripts/instructions.sh).
+#[inline(never)]
+fn whole_parse(text: &str) -> ApiResult<Map<String, Value>> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::unprocessable(
@@ -173,6 +198,112 @@ pub fn parse_object(bytes: &[u8]) -> ApiResult<Map<String, Value>> {
             "invalid_body",
             format!("Request body is not valid JSON: {e}"),
         )),
+    }
+}
+
+/// The text of the last top-level member `name` of `text`, a JSON object that has just parsed
+/// (so only the structure is followed here, not checked). `None` when a top-level name holds
+/// an escape: it might spell `name`, and serde_json's map keeps the last of equal names.
+/// Strings are skipped with `memchr`: a kilobyte of context costs a few hundred instructions,
+/// against a few thousand for serialising the parsed object again.
+// Out of line so that profiles name it (scripts/instructions.sh).
+#[inline(never)]
+fn member_text<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+    let b = text.as_bytes();
+    let mut i = skip_space(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut found = None;
+    loop {
+        i = skip_space(b, i);
+        match b.get(i)? {
+            b'}' => return found,
+            b',' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {}
+            _ => return None,
+        }
+        let key_end = string_end(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        i = skip_space(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_space(b, i + 1);
+        let end = value_end(b, start)?;
+        if key == name.as_bytes() {
+            found = text.get(start..end);
+        }
+        i = end;
+    }
+}
+
+fn skip_space(b: &[u8], mut i: usize) -> usize {
+    while b
+        .get(i)
+        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the closing quote of the string whose opening quote is at `i`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'"' {
+            return Some(k + 1);
+        }
+        // An escape: the next byte is escaped (a `\uXXXX` has no quote or backslash after).
+        j = k + 2;
+    }
+}
+
+/// The index after the value that starts at `i`.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => j = string_end(b, j)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        j += 1;
+                    }
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        j += 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => j += 1,
+                }
+            }
+        }
+        // A number, `true`, `false` or `null`.
+        _ => {
+            let mut j = i;
+            while b
+                .get(j)
+                .is_some_and(|c| !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                j += 1;
+            }
+            Some(j)
+        }
     }
 }
 
@@ -212,6 +343,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -248,6 +380,85 @@ mod tests {
         }
         let m = parse_object("{\"name\":\"Sof\u{ed}a\"}".as_bytes()).expect("valid object");
         assert_eq!(m["name"], "Sof\u{ed}a");
+    }
+
+    #[test]
+    fn a_trigger_body_parses_as_the_plain_parse_does_and_keeps_its_context_text() {
+        let bodies: &[&str] = &[
+            r#"{"phone_number":"+14155550100","initial_context":{"a":1,"b":[true,null]}}"#,
+            r#"{ "initial_context" : { "name" : "Jos\u00e9", "n": 2.50 } , "x": 1 }"#,
+            r#"{"initial_context":{"a":1},"initial_context":{"b":2},"z":0}"#,
+            r#"{"initial_context":null}"#,
+            r#"{"initial_context":"text"}"#,
+            r#"{"other":{"initial_context":{"nested":true}}}"#,
+            r#"{}"#,
+            r#"{"initial_context":{"big":1e400}}"#,
+            r#"{"initial_context":{"lone":"\ud800"}}"#,
+            r#"{"initial_context":{"a":1}"#,
+            r#"[{"initial_context":{}}]"#,
+            r#"{"initial_context":{"a":1}} 5"#,
+        ];
+        for body in bodies {
+            let plain = parse_object(body.as_bytes()).map_err(|e| (e.code, e.detail));
+            let with_text = parse_trigger_body(body.as_bytes(), "initial_context");
+            match (&plain, &with_text) {
+                (Ok(map), Ok((same, text))) => {
+                    assert_eq!(map, same, "{body}");
+                    // Same order of members too (a repeated name keeps its first place).
+                    assert_eq!(
+                        map.keys().collect::<Vec<_>>(),
+                        same.keys().collect::<Vec<_>>(),
+                        "{body}"
+                    );
+                    match text {
+                        Some(t) => assert_eq!(
+                            serde_json::from_str::<Value>(t).ok().as_ref(),
+                            map.get("initial_context"),
+                            "{body}"
+                        ),
+                        None => assert!(!map.contains_key("initial_context"), "{body}"),
+                    }
+                }
+                (Err(e), Err(f)) => assert_eq!(e, &(f.code.clone(), f.detail.clone()), "{body}"),
+                _ => panic!("{body}: {plain:?} against {:?}", with_text.is_ok()),
+            }
+        }
+        let (_, text) = parse_trigger_body(bodies[1].as_bytes(), "initial_context").unwrap();
+        assert_eq!(text, Some(r#"{ "name" : "Jos\u00e9", "n": 2.50 }"#));
+        let (_, text) = parse_trigger_body(bodies[2].as_bytes(), "initial_context").unwrap();
+        assert_eq!(text, Some(r#"{"b":2}"#), "the last of a repeated member");
+        let (_, text) = parse_trigger_body(bodies[5].as_bytes(), "initial_context").unwrap();
+        assert_eq!(text, None, "only a top-level member");
+        // Braces, brackets, quotes and backslashes inside strings are text, not structure.
+        let tricky = r#"{"a":"}{\"","initial_context":{"s":"x\\","t":["]",{"u":"\"}"}]},"z":[1,{"q":"{"}],"w":true}"#;
+        let (map, text) = parse_trigger_body(tricky.as_bytes(), "initial_context").unwrap();
+        assert_eq!(text, Some(r#"{"s":"x\\","t":["]",{"u":"\"}"}]}"#));
+        assert_eq!(
+            serde_json::from_str::<Value>(text.unwrap()).unwrap(),
+            map["initial_context"]
+        );
+        for (body, expected) in [
+            (r#"{"initial_context":{},"x":12.5e3}"#, Some("{}")),
+            (
+                r#"{"x":-1,"initial_context":{"a":null}}"#,
+                Some(r#"{"a":null}"#),
+            ),
+            (
+                r#"{"x":false , "initial_context":{"a":[]} }"#,
+                Some(r#"{"a":[]}"#),
+            ),
+            // An escaped name might spell the member: no text rather than the wrong one.
+            (
+                r#"{"initial_context":{"a":1},"initial\u005fcontext":{"b":2}}"#,
+                None,
+            ),
+        ] {
+            let (_, text) = parse_trigger_body(body.as_bytes(), "initial_context").unwrap();
+            assert_eq!(text, expected, "{body}");
+        }
+        let outbound = r#"{"agent_id":1,"variables":{"v":"x"}}"#;
+        let (_, text) = parse_trigger_body(outbound.as_bytes(), "variables").unwrap();
+        assert_eq!(text, Some(r#"{"v":"x"}"#));
     }
 
     #[test]

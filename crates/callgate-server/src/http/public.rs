@@ -2,7 +2,7 @@
 //! call (§6.3 initiate-call): HTTP in, `trigger::prepare`, one durable write, HTTP out.
 
 use crate::app::AppState;
-use crate::http::extract::{RawBody, SharedState, authenticate, parse_object};
+use crate::http::extract::{RawBody, SharedState, authenticate, parse_trigger_body};
 use crate::http::problem::{ApiError, ApiResult};
 use crate::http::schemas as doc;
 use crate::trigger::{AgentRef, Flavor, TriggerRequest, dry_run_body, prepare};
@@ -477,7 +477,7 @@ async fn accept(
         });
     }
 
-    let map = parse_object(body)?;
+    let (map, context_text) = parse_trigger_body(body, call.flavor.context_field())?;
     let agent = match (agent, call.shape) {
         (Some(a), _) => a,
         (None, Shape::Outbound) => match map.get("agent_id") {
@@ -515,6 +515,7 @@ async fn accept(
         flavor: call.flavor,
         key: key.clone(),
         body: map,
+        context_text: context_text.map(Box::from),
         dry_run,
     };
     let prepared = prepare(state, req).await?;

@@ -229,6 +229,40 @@ async fn dograhs_run_view_shows_one_run_of_its_workflow_only() {
 }
 
 #[tokio::test]
+async fn a_context_sent_with_spaces_escapes_and_a_repeated_name_reads_back_as_its_object() {
+    let app = TestApp::spawn().await;
+    let key = &app.tenant.api_key;
+    let body = concat!(
+        "{ \"phone_number\" : \"+14155550100\",\n",
+        "  \"initial_context\" : {\n",
+        "    \"customer_name\" : \"Jos\\u00e9\",\n",
+        "    \"visits\" : [ { \"on\" : \"2026-11-02\" } , 2.50 ],\n",
+        "    \"customer_name\" : \"Ana\\\"s\"\n",
+        "  }\n",
+        "}"
+    );
+    let r = app
+        .send(
+            app.client
+                .post(app.url(&format!("/api/v1/public/agent/{}", app.tenant.trigger_path)))
+                .header("X-API-Key", key)
+                .header("Content-Type", "application/json")
+                .body(body),
+        )
+        .await;
+    let run = run_of(&app, key, &r).await;
+    // The last value of a repeated name, in its first place; numbers and nesting as sent.
+    let ctx = run["initial_context"].as_object().unwrap();
+    assert_eq!(ctx["customer_name"], "Ana\"s");
+    assert_eq!(ctx["visits"], json!([{"on": "2026-11-02"}, 2.5]));
+    assert_eq!(
+        ctx.keys().take(2).collect::<Vec<_>>(),
+        ["customer_name", "visits"]
+    );
+    assert_eq!(run["greeting"], "Hi Ana\"s, this is Ava.");
+}
+
+#[tokio::test]
 async fn dograhs_run_list_pages_by_page_and_limit() {
     let app = TestApp::spawn().await;
     let key = &app.tenant.api_key;

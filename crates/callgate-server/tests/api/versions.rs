@@ -152,6 +152,12 @@ async fn editor_defaults_fill_missing_variables_on_test_routes_only_and_caller_v
             run["greeting"], "Hi Jane, this is Ava.",
             "caller values win on {test}"
         );
+        // A context the caller sent, completed by a default, is stored completed.
+        let other = json!({"phone_number": "+14155550100", "initial_context": {"other": "x"}});
+        let run = run_via(&app, &test, &other).await;
+        assert_eq!(run["greeting"], "Hi Dana, this is Ava.", "{test}");
+        assert_eq!(run["initial_context"]["other"], "x", "{test}");
+        assert_eq!(run["initial_context"]["customer_name"], "Dana", "{test}");
     }
     for prod in [
         format!("/api/v1/public/agent/{}", t.trigger_path),

@@ -95,6 +95,10 @@ pub async fn new_run(
     let mut initial_context = Map::new();
     initial_context.insert("zeta".into(), json!("last"));
     initial_context.insert("alpha".into(), json!({"b": 2, "a": [1, 2.5, null]}));
+    // As a trigger hands it over: with the caller's own text, spaces and escapes included,
+    // which the stores keep instead of serialising the object again.
+    let sent = r#"{ "zeta": "l\u0061st", "alpha": {"b": 2, "a": [1, 2.5, null]} }"#;
+    let initial_context = InitialContext::as_sent(initial_context, sent.into());
     NewRun {
         id: store.allocate_run_id().await.unwrap(),
         call_id: Uuid::new_v4(),
