@@ -397,7 +397,16 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
                 .paired
                 .as_ref()
                 .and_then(|p| Some((p, p.change()?)))
-                .map(|(p, c)| format!("{:+.1} % ({:.0} / {:.0})", c * 100.0, p.loaded, p.empty))
+                .map(|(p, c)| {
+                    format!(
+                        "{:+.1} % ({:.0} / {:.0}; turns {} / {})",
+                        c * 100.0,
+                        p.loaded,
+                        p.empty,
+                        range(&p.turns[0]),
+                        range(&p.turns[1])
+                    )
+                })
                 .unwrap_or_else(|| "–".into());
             let kind = match x.kind {
                 None => "–",
@@ -544,6 +553,17 @@ fn thread_table(o: &mut String, rows: &[LoadRow]) -> std::fmt::Result {
         )?;
     }
     writeln!(o)
+}
+
+/// `min–max` of per-turn rates, whole numbers.
+fn range(rates: &[f64]) -> String {
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rates.iter().copied().fold(0.0, f64::max);
+    if rates.is_empty() {
+        "–".into()
+    } else {
+        format!("{min:.0}–{max:.0}")
+    }
 }
 
 #[cfg(test)]

@@ -586,6 +586,8 @@ pub struct Paired {
     pub rounds: usize,
     /// The measured part of each turn.
     pub turn: Duration,
+    /// Each turn's triggers per second, in order: [pre-loaded, empty].
+    pub turns: [Vec<f64>; 2],
 }
 
 impl Paired {
@@ -597,7 +599,7 @@ impl Paired {
 }
 
 /// Turns per server of the paired comparison; even, so that ABBA order balances them.
-const PAIRED_ROUNDS: usize = 4;
+const PAIRED_ROUNDS: usize = 6;
 const PAIRED_WARMUP: Duration = Duration::from_secs(1);
 const PAIRED_TURN: Duration = Duration::from_millis(2500);
 
@@ -758,11 +760,19 @@ async fn paired_with_empty(
         std::fs::remove_dir_all(&dir).ok();
     }
     let paired = measured?;
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     eprintln!(
-        "  beside an empty copy, in turns: {:.0} against {:.0} req/s ({:+.1} %)",
+        "  beside an empty copy, in turns: {:.0} against {:.0} req/s ({:+.1} %); turns {} / {}",
         paired.loaded,
         paired.empty,
-        paired.change().unwrap_or(0.0) * 100.0
+        paired.change().unwrap_or(0.0) * 100.0,
+        list(&paired.turns[0]),
+        list(&paired.turns[1])
     );
     Ok(paired)
 }
@@ -784,6 +794,7 @@ async fn take_turns(
     // [pre-loaded, empty]: answers and measured seconds.
     let mut ok = [0u64; 2];
     let mut secs = [0f64; 2];
+    let mut turns: [Vec<f64>; 2] = Default::default();
     for which in abba(PAIRED_ROUNDS) {
         let server = if which == 0 { loaded } else { empty };
         let before = server.runs.max_run_id().await?;
@@ -800,6 +811,7 @@ async fn take_turns(
         server.runs.wait_settled(before, SETTLE_TIMEOUT).await?;
         ok[which] += out.ok;
         secs[which] += out.measured.as_secs_f64();
+        turns[which].push(out.throughput());
     }
     let rate = |i: usize| ok[i] as f64 / secs[i].max(1e-9);
     Ok(Paired {
@@ -807,6 +819,7 @@ async fn take_turns(
         empty: rate(1),
         rounds: PAIRED_ROUNDS,
         turn: s.measure.min(PAIRED_TURN),
+        turns,
     })
 }
 
