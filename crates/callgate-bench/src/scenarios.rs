@@ -663,14 +663,7 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
             Some(db) => pg_preload::size_bytes(db.url()).await?,
             None => db::size_bytes(&db_file),
         };
-        let (mut server, _) = Callgate::start_on(
-            &s.launch,
-            &dir,
-            &s.work.join(format!("scale-{label}.log")),
-            false,
-            database,
-        )
-        .await?;
+        let server = start_step(s, &dir, &label, database).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle_rss_kib = server.proc.rss_kib()?;
         let load =
@@ -692,11 +685,7 @@ pub async fn scale(s: &Settings, bodies: &[Bytes]) -> Result<Vec<ScaleRow>> {
             moderate,
             paired,
         });
-        server.stop().await?;
-        drop(server);
-        if !s.keep {
-            std::fs::remove_dir_all(&dir).ok();
-        }
+        stop_step(s, server, &dir).await?;
     }
     if let Some(seed) = seed.db {
         if s.launch.keep_databases {
@@ -734,6 +723,29 @@ impl Seed {
     }
 }
 
+/// Starts a server on a step's copy of the seed, logging to `scale-<label>.log`.
+async fn start_step(
+    s: &Settings,
+    dir: &Path,
+    label: &str,
+    database: Option<ScratchDatabase>,
+) -> Result<Callgate> {
+    let log = s.work.join(format!("scale-{label}.log"));
+    let (server, _) = Callgate::start_on(&s.launch, dir, &log, false, database).await?;
+    Ok(server)
+}
+
+/// Stops a step's server (dropping its database on PostgreSQL) and removes its copy unless
+/// the run keeps its files.
+async fn stop_step(s: &Settings, mut server: Callgate, dir: &Path) -> Result<()> {
+    server.stop().await?;
+    drop(server);
+    if !s.keep {
+        std::fs::remove_dir_all(dir).ok();
+    }
+    Ok(())
+}
+
 /// Starts an empty copy of the seed beside `loaded` and runs the trigger load on the two in
 /// turns ([`Paired`]); the copy is stopped and removed afterwards.
 async fn paired_with_empty(
@@ -745,20 +757,9 @@ async fn paired_with_empty(
 ) -> Result<Paired> {
     let label = format!("{label}-empty-beside");
     let (dir, database) = seed.copy(s, &label).await?;
-    let (mut empty, _) = Callgate::start_on(
-        &s.launch,
-        &dir,
-        &s.work.join(format!("scale-{label}.log")),
-        false,
-        database,
-    )
-    .await?;
+    let empty = start_step(s, &dir, &label, database).await?;
     let measured = take_turns(s, loaded, &empty, trigger).await;
-    empty.stop().await?;
-    drop(empty);
-    if !s.keep {
-        std::fs::remove_dir_all(&dir).ok();
-    }
+    stop_step(s, empty, &dir).await?;
     let paired = measured?;
     let list = |v: &[f64]| {
         v.iter()

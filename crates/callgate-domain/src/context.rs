@@ -110,17 +110,8 @@ impl InitialContext {
         &mut self.map
     }
 
-    /// The context as JSON text: the caller's, or `serde_json::to_string` of the object.
-    /// Either parses to the same object.
-    pub fn text(&self) -> std::borrow::Cow<'_, str> {
-        match &self.sent {
-            Some(text) => std::borrow::Cow::Borrowed(text),
-            None => std::borrow::Cow::Owned(crate::json_text::map_text(&self.map)),
-        }
-    }
-
-    /// [`Self::text`] without a copy of the caller's text: it is moved out, so the next call
-    /// serialises.
+    /// The context as JSON text: the caller's (moved out, not copied, so the next call
+    /// serialises) or `serde_json::to_string` of the object. Either parses to the same object.
     pub fn take_text(&mut self) -> String {
         match self.sent.take() {
             Some(text) => text.into(),

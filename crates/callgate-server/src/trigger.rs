@@ -51,7 +51,7 @@ pub struct TriggerRequest {
     pub flavor: Flavor,
     pub key: Arc<ApiKey>,
     pub body: Map<String, Value>,
-    /// The JSON text of the body's context member as sent, if the body had one.
+    /// The JSON text of the body's context member as sent, if it is an object.
     pub context_text: Option<Box<str>>,
     pub dry_run: bool,
 }
@@ -160,18 +160,16 @@ fn parse_body(
     let ctx_field = flavor.context_field();
     // Check 3: every present field has the right type.
     let phone_raw = opt_str(body, phone_field)?;
-    let context = take_object(body, ctx_field)?;
-    let sent = context.is_some();
-    let ctx_value = Value::Object(context.unwrap_or_default());
+    let context = take_object(body, ctx_field)?.unwrap_or_default();
+    let ctx_value = Value::Object(context);
     check_initial_context(&ctx_value)
         .map_err(|e| ApiError::invalid_field(&format!("/{ctx_field}"), e.message_for(ctx_field)))?;
     let Value::Object(context) = ctx_value else {
         return Err(ApiError::internal("context changed shape"));
     };
-    // The text is the object's only when an object was sent (not `null`, not absent).
     let context = match context_text {
-        Some(text) if sent => InitialContext::as_sent(context, text),
-        _ => InitialContext::new(context),
+        Some(text) => InitialContext::as_sent(context, text),
+        None => InitialContext::new(context),
     };
     let config_id = opt_int(body, "telephony_configuration_id")?;
     let from_number_id = opt_int(body, "from_phone_number_id")?;

@@ -85,7 +85,8 @@ pub struct RunColumns {
 }
 
 impl RunColumns {
-    pub fn of(run: &NewRun) -> StoreResult<Self> {
+    /// The run's columns; the caller's context text moves into them (`run` keeps the object).
+    pub fn of(run: &mut NewRun) -> StoreResult<Self> {
         Ok(Self {
             id: run.id,
             call_id: run.call_id,
@@ -103,7 +104,7 @@ impl RunColumns {
             max_attempts: i64::from(run.max_attempts),
             created_at: ts(run.created_at),
             scheduled_for: ts(run.scheduled_for),
-            initial_context: run.initial_context.text().into_owned(),
+            initial_context: run.initial_context.take_text(),
             system_context: run.system_context.text(),
             metadata: run.metadata.as_ref().map(json_text).transpose()?,
             external_id: run.external_id.clone(),
@@ -326,7 +327,7 @@ mod tests {
             }
             let (reply, answer) = oneshot::channel();
             batch.push(Pending {
-                run: RunColumns::of(&new).unwrap(),
+                run: RunColumns::of(&mut new).unwrap(),
                 reply,
             });
             answers.push((new.id, answer));

@@ -20,8 +20,12 @@ impl RunStore for PgStore {
         self.run_ids.next().await
     }
 
-    async fn enqueue_run(&self, run: NewRun, idem: Option<IdempotencyClaim>) -> StoreResult<Run> {
-        let columns = crate::inserts::RunColumns::of(&run)?;
+    async fn enqueue_run(
+        &self,
+        mut run: NewRun,
+        idem: Option<IdempotencyClaim>,
+    ) -> StoreResult<Run> {
+        let columns = crate::inserts::RunColumns::of(&mut run)?;
         match &idem {
             // Written with the other runs that arrive meanwhile (`inserts`).
             None => {
