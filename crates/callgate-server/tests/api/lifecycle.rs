@@ -384,7 +384,21 @@ async fn metrics_count_triggers_by_route_and_status_and_runs_by_outcome() {
         .await;
     assert_eq!(refused.status, 401, "{}", refused.text);
 
-    let after = app.get("/metrics", "").await.text;
+    // A run is readable as ended once the writer commits; its counter is bumped when the
+    // store answers the update, a moment later. Wait for the counters (at most 5 s).
+    let counted = |page: &str| {
+        count(page, ok) >= ok0 + 2.0
+            && count(page, bad_key) >= bad0 + 1.0
+            && count(page, busy) >= busy0 + 1.0
+    };
+    let mut after = app.get("/metrics", "").await.text;
+    for _ in 0..50 {
+        if counted(&after) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = app.get("/metrics", "").await.text;
+    }
     assert!(count(&after, ok) >= ok0 + 2.0, "{after}");
     assert!(count(&after, bad_key) >= bad0 + 1.0, "{after}");
     assert!(count(&after, busy) >= busy0 + 1.0, "{after}");
