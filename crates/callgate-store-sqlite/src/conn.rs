@@ -15,7 +15,13 @@ const MAX_BATCH: usize = 1024;
 const MAX_IDLE_READERS: usize = 16;
 
 pub fn open(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    // The VFS that writes a commit's WAL frames in one call (only the writer's connection
+    // writes any; the others read through it unchanged).
+    let vfs = callgate_sqlite_vfs::register().map_err(|rc| {
+        StoreError::Internal(format!("cannot register the SQLite WAL VFS (code {rc})"))
+    })?;
+    let conn = Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), vfs)
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
