@@ -291,6 +291,18 @@ async fn bench(o: Opts) -> Result<()> {
         if wants(Scenario::Trigger) {
             eprintln!("trigger, production route (200)");
             r.trigger = scenarios::sweep(&s, &server, "trigger", &targets.trigger).await?;
+            if wants(Scenario::Reference) {
+                // At the counts of the 25 % target's reading (docs/benchmarks.md).
+                let counts: Vec<usize> = s
+                    .connections
+                    .iter()
+                    .copied()
+                    .filter(|&c| c >= s.scale_connections)
+                    .collect();
+                r.trigger_vs_reference =
+                    scenarios::reference_in_turns(&s, &server, &targets.trigger, &bodies, &counts)
+                        .await?;
+            }
         }
         if wants(Scenario::Unauthorized) {
             eprintln!("bad API key (401)");

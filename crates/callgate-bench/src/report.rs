@@ -1,7 +1,9 @@
 //! The machine description and the markdown tables written to `--out` and printed.
 
 use crate::disk::DiskProbe;
-use crate::scenarios::{DispatchResult, Latency, LoadRow, PacingResult, ScaleKind, ScaleRow};
+use crate::scenarios::{
+    DispatchResult, Latency, LoadRow, PacingResult, Paired, ScaleKind, ScaleRow,
+};
 use anyhow::Result;
 use std::fmt::Write;
 use std::process::Command;
@@ -110,6 +112,8 @@ pub struct Results {
     /// as a restart rewrites the log from the top without shrinking the file.
     pub wal_high_water_bytes: Option<u64>,
     pub trigger: Vec<LoadRow>,
+    /// The trigger load and the reference in turns, by connection count.
+    pub trigger_vs_reference: Vec<(usize, Paired)>,
     pub unauthorized: Vec<LoadRow>,
     pub not_found: Vec<LoadRow>,
     pub dispatch: Vec<DispatchResult>,
@@ -275,6 +279,7 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
         writeln!(o)?;
         if by_thread {
             thread_table(o, rows)?;
+            turns_with_reference(o, &r.trigger_vs_reference)?;
         }
     }
 
@@ -401,8 +406,8 @@ pub fn render(machine: &Machine, r: &Results) -> Result<String> {
                     format!(
                         "{:+.1} % ({:.0} / {:.0}; turns {} / {})",
                         c * 100.0,
-                        p.loaded,
-                        p.empty,
+                        p.rates[0],
+                        p.rates[1],
                         range(&p.turns[0]),
                         range(&p.turns[1])
                     )
@@ -510,6 +515,39 @@ const THREAD_GROUPS: [(&str, &str); 4] = [
 /// CPU time per answered request by server thread (and the load generator's), for the rows
 /// whose thread times were read: where each request's CPU goes, steadier from run to run
 /// than the rates themselves.
+/// The trigger load and the reference in turns: the share of the reference that a drift of
+/// the machine between the two steps cannot decide.
+fn turns_with_reference(o: &mut String, rows: &[(usize, Paired)]) -> std::fmt::Result {
+    let Some((_, first)) = rows.first() else {
+        return Ok(());
+    };
+    writeln!(
+        o,
+        "The same load on callgate and on the reference in turns, so that both see the same machine (the reference step above runs minutes before): {} turns of {:.1} s a side in ABBA order, each turn's calls ending before the next turn starts. *Share* = callgate's answers per second over its turns ÷ the reference's over its turns.\n",
+        first.rounds,
+        first.turn.as_secs_f64()
+    )?;
+    writeln!(
+        o,
+        "| Conns | callgate req/s | reference req/s | Share | callgate turns | reference turns |"
+    )?;
+    writeln!(o, "|---:|---:|---:|---:|---|---|")?;
+    for (c, p) in rows {
+        writeln!(
+            o,
+            "| {c} | {:.0} | {:.0} | {} | {} | {} |",
+            p.rates[0],
+            p.rates[1],
+            p.share()
+                .map(|x| format!("{:.1} %", x * 100.0))
+                .unwrap_or_else(|| "–".into()),
+            range(&p.turns[0]),
+            range(&p.turns[1])
+        )?;
+    }
+    writeln!(o)
+}
+
 fn thread_table(o: &mut String, rows: &[LoadRow]) -> std::fmt::Result {
     let rows: Vec<&LoadRow> = rows
         .iter()
@@ -653,6 +691,35 @@ mod tests {
         );
         let mut text = String::new();
         thread_table(&mut text, &[row(BTreeMap::new())]).expect("render");
+        assert!(text.is_empty(), "{text}");
+    }
+
+    #[test]
+    fn the_share_of_the_reference_in_turns_is_callgate_over_the_reference() {
+        use std::time::Duration;
+        let paired = |callgate: f64, reference: f64| Paired {
+            rates: [callgate, reference],
+            rounds: 6,
+            turn: Duration::from_millis(2500),
+            turns: [
+                vec![callgate - 500.0, callgate + 500.0],
+                vec![reference, reference + 1_000.0],
+            ],
+        };
+        let mut text = String::new();
+        turns_with_reference(
+            &mut text,
+            &[(64, paired(20_000.0, 80_000.0)), (256, paired(0.0, 0.0))],
+        )
+        .expect("render");
+        assert!(text.contains("6 turns of 2.5 s a side"), "{text}");
+        assert!(
+            text.contains("| 64 | 20000 | 80000 | 25.0 % | 19500–20500 | 80000–81000 |"),
+            "{text}"
+        );
+        assert!(text.contains("| 256 | 0 | 0 | – |"), "{text}");
+        let mut text = String::new();
+        turns_with_reference(&mut text, &[]).expect("render");
         assert!(text.is_empty(), "{text}");
     }
 

@@ -5,7 +5,7 @@ use crate::db::{self, Preload};
 use crate::load::{self, Outcome, Plan, RequestTemplate};
 use crate::pg_preload;
 use crate::process::{self, Proc};
-use crate::runsdb::PG_PREFIX;
+use crate::runsdb::{PG_PREFIX, RunsDb};
 use crate::server::{Callgate, Launch, Tenant};
 use anyhow::{Context, Result, bail};
 use callgate_store_postgres::scratch::ScratchDatabase;
@@ -276,6 +276,24 @@ impl Targets {
 
 /// The reference: the hello-world server under the same requests.
 pub async fn reference(s: &Settings, bodies: &[Bytes]) -> Result<(Vec<LoadRow>, u64)> {
+    let (mut proc, addr, req) = start_reference(s, bodies).await?;
+    let idle = proc.rss_kib()?;
+    let mut rows = Vec::new();
+    for &c in &s.connections {
+        let row = probed("reference", addr, req.clone(), s.plan(c), &proc).await?;
+        progress(&row);
+        rows.push(row);
+    }
+    proc.stop(Duration::from_secs(5)).await?;
+    Ok((rows, idle))
+}
+
+/// Starts the hello-world reference (the bench's hidden `hello-server` subcommand, a child
+/// process) and the request it takes: the trigger's bodies and headers, its own path.
+async fn start_reference(
+    s: &Settings,
+    bodies: &[Bytes],
+) -> Result<(Proc, SocketAddr, Arc<RequestTemplate>)> {
     let exe = std::env::current_exe().context("cannot find the bench binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["hello-server", "--bind", "127.0.0.1:0"]);
@@ -288,7 +306,6 @@ pub async fn reference(s: &Settings, bodies: &[Bytes]) -> Result<(Vec<LoadRow>, 
         })
         .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle = proc.rss_kib()?;
     let req = Arc::new(RequestTemplate {
         method: Method::POST,
         path: crate::hello::PATH.into(),
@@ -302,14 +319,62 @@ pub async fn reference(s: &Settings, bodies: &[Bytes]) -> Result<(Vec<LoadRow>, 
         bodies: bodies.to_vec(),
         expect: StatusCode::OK,
     });
-    let mut rows = Vec::new();
-    for &c in &s.connections {
-        let row = probed("reference", addr, req.clone(), s.plan(c), &proc).await?;
-        progress(&row);
-        rows.push(row);
+    Ok((proc, addr, req))
+}
+
+/// The trigger load and the same load on the reference, in turns ([`Paired`]: callgate is
+/// side 0, the reference side 1), at each of `connections`. The reference step and the
+/// trigger steps run minutes apart, and this VM's speed drifts by ±30 % over minutes; turns
+/// seconds apart see the same machine, so their ratio is the share of the reference.
+pub async fn reference_in_turns(
+    s: &Settings,
+    server: &Callgate,
+    trigger: &Arc<RequestTemplate>,
+    bodies: &[Bytes],
+    connections: &[usize],
+) -> Result<Vec<(usize, Paired)>> {
+    let (mut proc, addr, req) = start_reference(s, bodies).await?;
+    let mut out = Vec::new();
+    for &c in connections {
+        let sides = [
+            Side {
+                addr: server.addr,
+                request: trigger.clone(),
+                runs: Some(&server.runs),
+            },
+            Side {
+                addr,
+                request: req.clone(),
+                runs: None,
+            },
+        ];
+        let measured = take_turns(s, &sides, c).await;
+        let paired = match measured {
+            Ok(p) => p,
+            Err(e) => {
+                proc.stop(Duration::from_secs(5)).await.ok();
+                return Err(e);
+            }
+        };
+        eprintln!(
+            "  {c} conns, in turns with the reference: {:.0} against {:.0} req/s ({:.1} %); turns {} / {}",
+            paired.rates[0],
+            paired.rates[1],
+            paired.share().unwrap_or(0.0) * 100.0,
+            list(&paired.turns[0]),
+            list(&paired.turns[1])
+        );
+        out.push((c, paired));
     }
     proc.stop(Duration::from_secs(5)).await?;
-    Ok((rows, idle))
+    Ok(out)
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn progress(row: &LoadRow) {
@@ -574,28 +639,38 @@ pub struct ScaleRow {
     pub paired: Option<Paired>,
 }
 
-/// Throughput of a pre-loaded server and of an empty one running beside it, measured in
-/// short turns, one server after the other (`PAIRED_ROUNDS` each, in ABBA order). This VM's
-/// speed drifts by more than the cost being measured between steps a minute apart; turns a
-/// few seconds apart see the same machine, so their ratio is the database's cost.
+/// Throughput of two servers under the same load, measured in short turns, one server after
+/// the other (`PAIRED_ROUNDS` each, in ABBA order): a pre-loaded server and an empty one beside
+/// it, or callgate and the reference. This VM's speed drifts by more than what is measured
+/// between steps a minute apart; turns a few seconds apart see the same machine.
 pub struct Paired {
-    /// Triggers per second over the pre-loaded server's turns.
-    pub loaded: f64,
-    /// Triggers per second over the empty server's turns.
-    pub empty: f64,
+    /// Answers per second over each side's turns: [pre-loaded or callgate, empty or reference].
+    pub rates: [f64; 2],
     pub rounds: usize,
     /// The measured part of each turn.
     pub turn: Duration,
-    /// Each turn's triggers per second, in order: [pre-loaded, empty].
+    /// Each turn's answers per second, in order, by side.
     pub turns: [Vec<f64>; 2],
 }
 
 impl Paired {
-    /// The pre-loaded server's throughput against the empty one's, as a change (−0.1 = 10 %
-    /// slower).
+    /// Side 0's throughput against side 1's, as a change (−0.1 = 10 % slower).
     pub fn change(&self) -> Option<f64> {
-        (self.empty > 0.0).then(|| self.loaded / self.empty - 1.0)
+        self.share().map(|r| r - 1.0)
     }
+
+    /// Side 0's throughput as a share of side 1's.
+    pub fn share(&self) -> Option<f64> {
+        (self.rates[1] > 0.0).then(|| self.rates[0] / self.rates[1])
+    }
+}
+
+/// One side of a comparison in turns: where its load goes and, for a callgate server, its
+/// runs, whose calls end before the other side's turn starts.
+struct Side<'a> {
+    addr: SocketAddr,
+    request: Arc<RequestTemplate>,
+    runs: Option<&'a RunsDb>,
 }
 
 /// Turns per server of the paired comparison; even, so that ABBA order balances them.
@@ -758,19 +833,19 @@ async fn paired_with_empty(
     let label = format!("{label}-empty-beside");
     let (dir, database) = seed.copy(s, &label).await?;
     let empty = start_step(s, &dir, &label, database).await?;
-    let measured = take_turns(s, loaded, &empty, trigger).await;
+    let sides = [loaded, &empty].map(|server| Side {
+        addr: server.addr,
+        request: trigger.clone(),
+        runs: Some(&server.runs),
+    });
+    let measured = take_turns(s, &sides, s.scale_connections).await;
+    drop(sides);
     stop_step(s, empty, &dir).await?;
     let paired = measured?;
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     eprintln!(
         "  beside an empty copy, in turns: {:.0} against {:.0} req/s ({:+.1} %); turns {} / {}",
-        paired.loaded,
-        paired.empty,
+        paired.rates[0],
+        paired.rates[1],
         paired.change().unwrap_or(0.0) * 100.0,
         list(&paired.turns[0]),
         list(&paired.turns[1])
@@ -785,39 +860,38 @@ fn abba(rounds: usize) -> impl Iterator<Item = usize> {
     (0..rounds).flat_map(|round| if round % 2 == 0 { [0, 1] } else { [1, 0] })
 }
 
-/// The trigger load on `loaded` and `empty` in turns ([`abba`]).
-async fn take_turns(
-    s: &Settings,
-    loaded: &Callgate,
-    empty: &Callgate,
-    trigger: &Arc<RequestTemplate>,
-) -> Result<Paired> {
-    // [pre-loaded, empty]: answers and measured seconds.
+/// The same closed-loop load on the two sides in turns ([`abba`]).
+async fn take_turns(s: &Settings, sides: &[Side<'_>; 2], connections: usize) -> Result<Paired> {
+    // By side: answers and measured seconds.
     let mut ok = [0u64; 2];
     let mut secs = [0f64; 2];
     let mut turns: [Vec<f64>; 2] = Default::default();
     for which in abba(PAIRED_ROUNDS) {
-        let server = if which == 0 { loaded } else { empty };
-        let before = server.runs.max_run_id().await?;
+        let side = &sides[which];
+        let before = match side.runs {
+            Some(runs) => Some(runs.max_run_id().await?),
+            None => None,
+        };
         let plan = Plan {
-            connections: s.scale_connections,
+            connections,
             // Each turn opens its connections afresh; the server is already warm.
             warmup: s.warmup.min(PAIRED_WARMUP),
             measure: s.measure.min(PAIRED_TURN),
             interval: None,
             max_requests: None,
         };
-        let out = load::run(server.addr, trigger.clone(), plan).await?;
-        // This turn's calls end before the other server's turn starts.
-        server.runs.wait_settled(before, SETTLE_TIMEOUT).await?;
+        let out = load::run(side.addr, side.request.clone(), plan).await?;
+        // This turn's calls end before the other side's turn starts.
+        if let (Some(runs), Some(before)) = (side.runs, before) {
+            runs.wait_settled(before, SETTLE_TIMEOUT).await?;
+        }
         ok[which] += out.ok;
         secs[which] += out.measured.as_secs_f64();
         turns[which].push(out.throughput());
     }
     let rate = |i: usize| ok[i] as f64 / secs[i].max(1e-9);
     Ok(Paired {
-        loaded: rate(0),
-        empty: rate(1),
+        rates: [rate(0), rate(1)],
         rounds: PAIRED_ROUNDS,
         turn: s.measure.min(PAIRED_TURN),
         turns,
