@@ -356,13 +356,11 @@ pub async fn reference_in_turns(
                 return Err(e);
             }
         };
-        eprintln!(
-            "  {c} conns, in turns with the reference: {:.0} against {:.0} req/s ({:.1} %); turns {} / {}",
-            paired.rates[0],
-            paired.rates[1],
-            paired.share().unwrap_or(0.0) * 100.0,
-            list(&paired.turns[0]),
-            list(&paired.turns[1])
+        let share = format!("{:.1} %", paired.share().unwrap_or(0.0) * 100.0);
+        log_turns(
+            &format!("{c} conns, in turns with the reference"),
+            &share,
+            &paired,
         );
         out.push((c, paired));
     }
@@ -370,11 +368,21 @@ pub async fn reference_in_turns(
     Ok(out)
 }
 
-fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|r| format!("{r:.0}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// One comparison in turns in the log, with every turn's rate.
+fn log_turns(what: &str, figure: &str, p: &Paired) {
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    eprintln!(
+        "  {what}: {:.0} against {:.0} req/s ({figure}); turns {} / {}",
+        p.rates[0],
+        p.rates[1],
+        list(&p.turns[0]),
+        list(&p.turns[1])
+    );
 }
 
 fn progress(row: &LoadRow) {
@@ -842,14 +850,8 @@ async fn paired_with_empty(
     drop(sides);
     stop_step(s, empty, &dir).await?;
     let paired = measured?;
-    eprintln!(
-        "  beside an empty copy, in turns: {:.0} against {:.0} req/s ({:+.1} %); turns {} / {}",
-        paired.rates[0],
-        paired.rates[1],
-        paired.change().unwrap_or(0.0) * 100.0,
-        list(&paired.turns[0]),
-        list(&paired.turns[1])
-    );
+    let change = format!("{:+.1} %", paired.change().unwrap_or(0.0) * 100.0);
+    log_turns("beside an empty copy, in turns", &change, &paired);
     Ok(paired)
 }
 
