@@ -334,38 +334,31 @@ pub async fn reference_in_turns(
     connections: &[usize],
 ) -> Result<Vec<(usize, Paired)>> {
     let (mut proc, addr, req) = start_reference(s, bodies).await?;
-    let mut out = Vec::new();
-    for &c in connections {
-        let sides = [
-            Side {
-                addr: server.addr,
-                request: trigger.clone(),
-                runs: Some(&server.runs),
-            },
-            Side {
-                addr,
-                request: req.clone(),
-                runs: None,
-            },
-        ];
-        let measured = take_turns(s, &sides, c).await;
-        let paired = match measured {
-            Ok(p) => p,
-            Err(e) => {
-                proc.stop(Duration::from_secs(5)).await.ok();
-                return Err(e);
-            }
-        };
-        let share = format!("{:.1} %", paired.share().unwrap_or(0.0) * 100.0);
-        log_turns(
-            &format!("{c} conns, in turns with the reference"),
-            &share,
-            &paired,
-        );
-        out.push((c, paired));
+    let sides = [
+        Side::callgate(server, trigger),
+        Side {
+            addr,
+            request: req,
+            runs: None,
+        },
+    ];
+    let measured = async {
+        let mut out = Vec::new();
+        for &c in connections {
+            let paired = take_turns(s, &sides, c).await?;
+            let share = format!("{:.1} %", paired.share().unwrap_or(0.0) * 100.0);
+            log_turns(
+                &format!("{c} conns, in turns with the reference"),
+                &share,
+                &paired,
+            );
+            out.push((c, paired));
+        }
+        Ok(out)
     }
+    .await;
     proc.stop(Duration::from_secs(5)).await?;
-    Ok(out)
+    measured
 }
 
 /// One comparison in turns in the log, with every turn's rate.
@@ -681,6 +674,17 @@ struct Side<'a> {
     runs: Option<&'a RunsDb>,
 }
 
+impl<'a> Side<'a> {
+    /// A callgate server under the trigger load.
+    fn callgate(server: &'a Callgate, trigger: &Arc<RequestTemplate>) -> Self {
+        Side {
+            addr: server.addr,
+            request: trigger.clone(),
+            runs: Some(&server.runs),
+        }
+    }
+}
+
 /// Turns per server of the paired comparison; even, so that ABBA order balances them.
 const PAIRED_ROUNDS: usize = 6;
 const PAIRED_WARMUP: Duration = Duration::from_secs(1);
@@ -841,11 +845,7 @@ async fn paired_with_empty(
     let label = format!("{label}-empty-beside");
     let (dir, database) = seed.copy(s, &label).await?;
     let empty = start_step(s, &dir, &label, database).await?;
-    let sides = [loaded, &empty].map(|server| Side {
-        addr: server.addr,
-        request: trigger.clone(),
-        runs: Some(&server.runs),
-    });
+    let sides = [loaded, &empty].map(|server| Side::callgate(server, trigger));
     let measured = take_turns(s, &sides, s.scale_connections).await;
     drop(sides);
     stop_step(s, empty, &dir).await?;
@@ -871,7 +871,7 @@ async fn take_turns(s: &Settings, sides: &[Side<'_>; 2], connections: usize) -> 
     for which in abba(PAIRED_ROUNDS) {
         let side = &sides[which];
         let before = match side.runs {
-            Some(runs) => Some(runs.max_run_id().await?),
+            Some(runs) => Some((runs, runs.max_run_id().await?)),
             None => None,
         };
         let plan = Plan {
@@ -884,7 +884,7 @@ async fn take_turns(s: &Settings, sides: &[Side<'_>; 2], connections: usize) -> 
         };
         let out = load::run(side.addr, side.request.clone(), plan).await?;
         // This turn's calls end before the other side's turn starts.
-        if let (Some(runs), Some(before)) = (side.runs, before) {
+        if let Some((runs, before)) = before {
             runs.wait_settled(before, SETTLE_TIMEOUT).await?;
         }
         ok[which] += out.ok;

@@ -88,9 +88,8 @@ const INNER_OFFSET: usize = std::mem::size_of::<WalFile>().next_multiple_of(16);
 /// A WAL file's held appends.
 struct Log {
     inner: *mut ffi::sqlite3_file,
+    /// Appends not yet written; they end at `end`.
     held: Vec<u8>,
-    /// File offset of `held[0]`.
-    held_at: i64,
     /// Where the last write ended, i.e. the log's end while SQLite appends; -1 when unknown.
     end: i64,
     /// The last write was the header of a commit frame, so the next append is its page.
@@ -159,7 +158,6 @@ unsafe extern "C" fn x_open(
             Log {
                 inner,
                 held: Vec::new(),
-                held_at: 0,
                 end: -1,
                 commit_next: false,
             },
@@ -216,7 +214,7 @@ impl Log {
         #[cfg(test)]
         tests::FLUSHES.set(tests::FLUSHES.get() + 1);
         let mut rc = ffi::SQLITE_OK;
-        let mut at = self.held_at;
+        let mut at = self.end - self.held.len() as i64;
         for chunk in self.held.chunks(MAX_WRITE) {
             rc = self.write_through(chunk, at);
             if rc != ffi::SQLITE_OK {
@@ -234,25 +232,22 @@ impl Log {
     fn write(&mut self, data: &[u8], at: i64) -> c_int {
         let commit_header = data.len() == FRAME_HEADER && data[4..8].iter().any(|&b| b != 0);
         let completes_commit = std::mem::replace(&mut self.commit_next, commit_header);
-        let appends = at == self.end && self.held.len() + data.len() <= MAX_HELD;
-        if !appends || data.len() > MAX_WRITE {
+        let appends = at == self.end && data.len() <= MAX_WRITE;
+        if !appends || self.held.len() + data.len() > MAX_HELD {
             // Order matters where ranges overlap: what is held goes first.
             let rc = self.flush();
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
-            if at != self.end || data.len() > MAX_WRITE {
-                let rc = self.write_through(data, at);
-                self.end = if rc == ffi::SQLITE_OK {
-                    at + data.len() as i64
-                } else {
-                    -1
-                };
-                return rc;
-            }
         }
-        if self.held.is_empty() {
-            self.held_at = at;
+        if !appends {
+            let rc = self.write_through(data, at);
+            self.end = if rc == ffi::SQLITE_OK {
+                at + data.len() as i64
+            } else {
+                -1
+            };
+            return rc;
         }
         self.held.extend_from_slice(data);
         self.end = at + data.len() as i64;
