@@ -67,19 +67,32 @@ pub fn dispatch_latencies(
         .map(|(a, b)| (micros(a), micros(b)))
         .unwrap_or((i64::MIN, i64::MAX));
     let mut st = c.prepare(
-        "SELECT created_at, (SELECT json_extract(value, '$.at') FROM json_each(runs.events)
-                             WHERE json_extract(value, '$.status') = 'ringing' LIMIT 1)
+        // History entries are `[status, at_micros, ...]` from schema 9 on, objects before.
+        "SELECT created_at, (SELECT COALESCE(json_extract(value, '$[1]'),
+                                             json_extract(value, '$.at'))
+                             FROM json_each(runs.events)
+                             WHERE COALESCE(json_extract(value, '$[0]'),
+                                            json_extract(value, '$.status')) = 'ringing'
+                             LIMIT 1)
          FROM runs WHERE id > ?1 AND created_at >= ?2 AND created_at < ?3",
     )?;
     let mut latencies = Vec::new();
     let mut undialled = 0;
     let rows = st.query_map(params![after_id, from, to], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, SqlValue>(1)?))
     })?;
     for row in rows {
         let (created, rang) = row?;
-        match rang.and_then(|s| s.parse::<jiff::Timestamp>().ok()) {
-            Some(at) => latencies.push(at.as_microsecond() - created),
+        let rang = match rang {
+            SqlValue::Integer(micros) => Some(micros),
+            SqlValue::Text(s) => s
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .map(|at| at.as_microsecond()),
+            _ => None,
+        };
+        match rang {
+            Some(at) => latencies.push(at - created),
             None => undialled += 1,
         }
     }
@@ -172,6 +185,28 @@ fn columns(c: &Connection, table: &str) -> Result<Vec<String>> {
     Ok(cols)
 }
 
+fn has_table(c: &Connection, table: &str) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
+        [table],
+        |r| r.get(0),
+    )?)
+}
+
+/// `INSERT` copying the row of run `?2` in a table keyed by `run_id` as the row of run `?1`.
+fn copy_by_run_id(c: &Connection, table: &str) -> Result<String> {
+    let cols = columns(c, table)?;
+    let exprs: Vec<&str> = cols
+        .iter()
+        .map(|col| if col == "run_id" { "?1" } else { col.as_str() })
+        .collect();
+    Ok(format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {table} WHERE run_id = ?2",
+        cols.join(", "),
+        exprs.join(", ")
+    ))
+}
+
 /// Adds `n` copies of run `template` (an ended run) to the stopped server's database, as
 /// fast as SQLite allows: one transaction, no journal fsyncs. Returns the time taken.
 pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Duration> {
@@ -212,20 +247,12 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
         run_cols.join(", "),
         run_exprs.join(", ")
     );
-    // The payload lives in a table of its own (schema 7+): copied alongside, keyed by run id.
-    let payload_cols = columns(&c, "run_payloads")?;
-    let payload_exprs: Vec<String> = payload_cols
-        .iter()
-        .map(|col| match col.as_str() {
-            "run_id" => "?1".to_owned(),
-            c => c.to_owned(),
-        })
-        .collect();
-    let insert_payload = format!(
-        "INSERT INTO run_payloads ({}) SELECT {} FROM run_payloads WHERE run_id = ?2",
-        payload_cols.join(", "),
-        payload_exprs.join(", ")
-    );
+    // The payload lives in a table of its own (schema 7+), and an ended run's results too
+    // (schema 9+; a backlog has none): copied alongside, keyed by run id.
+    let mut side_tables = vec![copy_by_run_id(&c, "run_payloads")?];
+    if matches!(kind, Preload::Stored) && has_table(&c, "run_results")? {
+        side_tables.push(copy_by_run_id(&c, "run_results")?);
+    }
     let tx = c.transaction()?;
     {
         let first_id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM runs", [], |r| {
@@ -240,7 +267,10 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
             Preload::Stored => 0,
         };
         let mut run_st = tx.prepare(&insert_run)?;
-        let mut payload_st = tx.prepare(&insert_payload)?;
+        let mut side_sts = side_tables
+            .iter()
+            .map(|sql| tx.prepare(sql))
+            .collect::<Result<Vec<_>, _>>()?;
         for i in 0..n {
             let id = first_id + i as i64;
             // The oldest first, one second apart, all before the template run.
@@ -256,7 +286,9 @@ pub fn preload(path: &Path, template: i64, n: u64, kind: Preload) -> Result<Dura
             ];
             let count = run_st.parameter_count();
             run_st.execute(params_from_iter(values.into_iter().take(count)))?;
-            payload_st.execute(params![id, template])?;
+            for st in &mut side_sts {
+                st.execute(params![id, template])?;
+            }
         }
         tx.execute(
             "UPDATE agents SET total_runs = total_runs + ?1 WHERE id = ?2",

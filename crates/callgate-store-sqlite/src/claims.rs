@@ -1,12 +1,13 @@
 //! Dispatcher claims: moving due queued runs to `dialing` within pacing and concurrency limits,
 //! inside the writer's transaction (SPEC §8.2, §8.3).
 
+use crate::event_text::EventText;
 use crate::util::{append_event, db_err, from_ts, parse_uuid, ts};
 use callgate_domain::pacing::Pacer;
 use callgate_store::*;
 use foldhash::{HashMap, HashMapExt};
 use jiff::Timestamp;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Mutex;
 
 /// Pacing schedules per configuration, owned by this process.
@@ -175,21 +176,21 @@ fn claim_ids(
 ) -> StoreResult<Vec<ClaimedRun>> {
     // One single-row update each: a multi-row UPDATE inside the batch transaction would make
     // SQLite keep a statement journal (a copy of every page it touches). The history entry is
-    // the JSON `RunEvent` serialises to, appended as text (see `runs::apply_one`).
+    // appended as text (see `runs::apply_one`); the greeting is in the run's payload.
     let mut st = c
         .prepare_cached(concat!(
             "UPDATE runs SET status = 'dialing', dialed_at = ?2, lease_owner = ?3,
                  events = ",
-            append_event!("?4 || attempt || '}'"),
+            append_event!("?4 || attempt || ']'"),
             " WHERE id = ?1 AND status = 'queued'
                  RETURNING id, call_id, org_id, config_id, phone_number, from_number,
-                           greeting, created_at, attempt"
+                           created_at, attempt"
         ))
         .map_err(db_err)?;
-    let event_head = format!(
-        r#"{{"status":"dialing","at":"{}","attempt":"#,
-        crate::util::micros(now)
-    );
+    let mut greeting = c
+        .prepare_cached("SELECT greeting FROM run_payloads WHERE run_id = ?1")
+        .map_err(db_err)?;
+    let event_head = EventText::dialing_head(now);
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
         let run = st
@@ -202,12 +203,20 @@ fn claim_ids(
                     config_id: r.get(3)?,
                     phone_number: r.get(4)?,
                     from_number: r.get(5)?,
-                    greeting: r.get(6)?,
-                    created_at: from_ts(r.get(7)?),
-                    attempt: r.get(8)?,
+                    greeting: None,
+                    created_at: from_ts(r.get(6)?),
+                    attempt: r.get(7)?,
                 })
             })
             .map_err(db_err)?;
+        let run = ClaimedRun {
+            greeting: greeting
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?
+                .flatten(),
+            ..run
+        };
         claimed.push(run);
     }
     Ok(claimed)

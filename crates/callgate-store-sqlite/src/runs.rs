@@ -3,7 +3,7 @@
 use crate::SqliteStore;
 use crate::claims::LiveRun;
 use crate::conn::WriteConn;
-use crate::event_text::EventText;
+use crate::event_text::{EventText, parse_events};
 use crate::util::{
     append_event, db_err, from_ts, is_unique_violation, json_text, opt_ts, parse_json,
     parse_opt_json, parse_uuid, ts,
@@ -19,8 +19,10 @@ use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
 const RUN_COLS: &str = "id, call_id, org_id, agent_id, workflow_uuid, version_id, version_number, environment, phone_number, from_number, config_id, provider, provider_call_id, status, initial_status, outcome, ended_reason, answered_by, attempt, max_attempts, created_at, scheduled_for, dialed_at, answered_at, ended_at, duration_seconds, transcript, recording_url, extracted, initial_context, system_context, metadata, external_id, unresolved_variables, greeting, error, events";
-/// A run with its payload (migration 0007 keeps them in two tables).
-const RUN_FROM: &str = "runs JOIN run_payloads ON run_payloads.run_id = runs.id";
+/// A run with its payload (migration 0007) and its results (migration 0009), each in a table
+/// of its own so that the row every status change rewrites stays small.
+const RUN_FROM: &str = "runs JOIN run_payloads ON run_payloads.run_id = runs.id
+     LEFT JOIN run_results ON run_results.run_id = runs.id";
 
 fn status_of(s: &str) -> RunStatus {
     RunStatus::parse(s).unwrap_or(RunStatus::Ended)
@@ -81,7 +83,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
         unresolved_variables: parse_json(&unresolved)?,
         greeting: r.get(34)?,
         error: r.get(35)?,
-        events: parse_json(&r.get::<_, String>(36)?)?,
+        events: parse_events(&r.get::<_, String>(36)?)?,
     })
 }
 
@@ -338,14 +340,11 @@ fn apply_one(
             st.execute_held(
                 concat!(
                     "UPDATE runs SET status = 'ended', outcome = ?2, ended_reason = ?3,
-                     ended_at = ?4, duration_seconds = ?5,
-                     transcript = COALESCE(?6, transcript),
-                     recording_url = COALESCE(?7, recording_url),
-                     extracted = COALESCE(?8, extracted), error = COALESCE(?9, error),
+                     ended_at = ?4, duration_seconds = ?5, error = COALESCE(?6, error),
                      lease_owner = NULL, events = ",
-                    append_event!("?10"),
+                    append_event!("?7"),
                     ",
-                     provider_call_id = COALESCE(provider_call_id, ?11)
+                     provider_call_id = COALESCE(provider_call_id, ?8)
                      WHERE id = ?1"
                 ),
                 params![
@@ -354,15 +353,25 @@ fn apply_one(
                     reason,
                     at,
                     billable,
-                    transcript,
-                    u.recording_url,
-                    extracted,
                     u.error,
                     event,
                     new_provider_id
                 ],
             )
             .map_err(db_err)?;
+            if transcript.is_some() || u.recording_url.is_some() || extracted.is_some() {
+                // A run ends once; the upsert keeps what an earlier word about it left.
+                st.execute_held(
+                    "INSERT INTO run_results (run_id, transcript, recording_url, extracted)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (run_id) DO UPDATE SET
+                         transcript = COALESCE(excluded.transcript, transcript),
+                         recording_url = COALESCE(excluded.recording_url, recording_url),
+                         extracted = COALESCE(excluded.extracted, extracted)",
+                    params![id, transcript, u.recording_url, extracted],
+                )
+                .map_err(db_err)?;
+            }
             if let Some(secs) = billable {
                 deferred.charge_quota(org_id, secs);
             }
@@ -491,10 +500,11 @@ impl SqliteStore {
                 "INSERT INTO runs (id, call_id, org_id, agent_id, workflow_uuid, version_id,
                  version_number, environment, phone_number, from_number, config_id, provider,
                  status, initial_status, max_attempts, created_at, scheduled_for,
-                 external_id, greeting, api_key_id, events, dialed_at, lease_owner)
-                 VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?21, ?12, ?13,
-                 ?14, ?15, ?16, ?17, ?18, ?20, ?22, ?23)",
+                 external_id, api_key_id, events, dialed_at, lease_owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
                 params![
+                    run.id,
                     call_id,
                     run.org_id,
                     run.agent_id,
@@ -506,16 +516,14 @@ impl SqliteStore {
                     run.from_number,
                     run.config_id,
                     run.provider,
+                    status.as_str(),
                     run.status.as_str(),
                     run.max_attempts,
                     ts(run.created_at),
                     ts(run.scheduled_for),
                     run.external_id,
-                    run.greeting,
                     run.api_key_id,
-                    run.id,
                     events_text,
-                    status.as_str(),
                     dial_at.map(ts),
                     lease,
                 ],
@@ -523,13 +531,14 @@ impl SqliteStore {
             .map_err(db_err)?;
             c.execute_held(
                 "INSERT INTO run_payloads (run_id, initial_context, system_context, metadata,
-                 unresolved_variables) VALUES (?1, ?2, ?3, ?4, ?5)",
+                 unresolved_variables, greeting) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     run.id,
                     initial_context,
                     system_context,
                     metadata,
-                    unresolved
+                    unresolved,
+                    run.greeting
                 ],
             )
             .map_err(db_err)?;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_cheap_partial_indexes.sql"),
     include_str!("../migrations/0007_run_payloads.sql"),
     include_str!("../migrations/0008_one_live_index.sql"),
+    include_str!("../migrations/0009_narrow_runs.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -67,18 +67,22 @@ pub fn parse_uuid(s: &str) -> rusqlite::Result<uuid::Uuid> {
     })
 }
 
-/// SQL appending one entry (the SQL text expression `$entry`, a JSON object) to a run's
-/// `events` array, as text: the history is written only by these updates, and SQLite's
-/// `json_insert` would parse and re-serialise the whole array at every status change. The
-/// closing bracket goes with `rtrim`, which looks only at the end of the text: `substr` and
-/// `length` count characters from the start, twice per change. Every entry is an object, so
-/// only the array's own bracket ends in `]`.
+/// SQL appending one entry (the SQL text expression `$entry`, a compact history entry, see
+/// `event_text`) to a run's `events` array, as text: the history is written only by these
+/// updates, and SQLite's `json_insert` would parse and re-serialise the whole array at every
+/// status change. The closing brackets go with `rtrim`, which looks only at the end of the
+/// text (`substr` and `length` count characters from the start): a compact entry ends in
+/// exactly one `]` (its last member is a number or a string), so a history of them ends in
+/// `]]` and both go. A history that ends in an entry written before version 9, an object,
+/// ends in `}]` and loses only its own bracket.
 macro_rules! append_event {
     ($entry:literal) => {
         concat!(
             "CASE WHEN events = '[]' THEN '[' || ",
             $entry,
-            " || ']' ELSE rtrim(events, ']') || ',' || ",
+            " || ']' WHEN substr(events, -2, 1) = '}' THEN rtrim(events, ']') || ',' || ",
+            $entry,
+            " || ']' ELSE rtrim(events, ']') || '],' || ",
             $entry,
             " || ']' END"
         )

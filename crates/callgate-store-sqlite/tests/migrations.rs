@@ -58,6 +58,28 @@ async fn runs_of_a_version_5_database_survive_the_upgrade() {
         // A live run whose provider reported ringing before any dial event was stored.
         insert_run(&c, 2, "ringing", None, None);
         insert_run(&c, 3, "queued", None, None);
+        // What an ended call left in the row before version 9 moved it out.
+        c.execute(
+            r#"UPDATE runs SET
+                 transcript = '[{"role":"agent","text":"Hello Ada","at":"2026-11-23T10:00:01Z"}]',
+                 recording_url = 'https://rec.example/1.wav', extracted = '{"confirmed":true}',
+                 greeting = 'Hello Ada',
+                 events = '[{"status":"queued","at":"2026-11-23T10:00:00Z","attempt":1},
+                            {"status":"ended","at":"2026-11-23T10:00:02.5Z","attempt":1,
+                             "provider_status":"completed"}]'
+               WHERE id = 1"#,
+            [],
+        )
+        .expect("results");
+        // A call in progress across the upgrade: its history goes on in the new entries.
+        insert_run(&c, 4, "in_progress", Some(2000), None);
+        c.execute(
+            r#"UPDATE runs SET answered_at = 2500, events =
+                 '[{"status":"dialing","at":"2026-11-23T10:00:00Z","attempt":1,"detail":"a]"}]'
+               WHERE id = 4"#,
+            [],
+        )
+        .expect("history");
     }
     let store = SqliteStore::open(&path).expect("upgrade");
 
@@ -69,6 +91,70 @@ async fn runs_of_a_version_5_database_survive_the_upgrade() {
     );
     assert_eq!(ended.metadata, Some(serde_json::json!({"crm": "x"})));
     assert_eq!(ended.unresolved_variables, vec!["missing".to_owned()]);
+    assert_eq!(ended.transcript.len(), 1);
+    assert_eq!(ended.transcript[0].text, "Hello Ada");
+    assert_eq!(
+        ended.recording_url.as_deref(),
+        Some("https://rec.example/1.wav")
+    );
+    assert_eq!(
+        ended.extracted,
+        Some(serde_json::json!({"confirmed": true}))
+    );
+    assert_eq!(ended.greeting.as_deref(), Some("Hello Ada"));
+    let history: Vec<_> = ended
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.status.as_str(),
+                e.at.to_string(),
+                e.provider_status.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("queued", "2026-11-23T10:00:00Z".to_owned(), None),
+            (
+                "ended",
+                "2026-11-23T10:00:02.5Z".to_owned(),
+                Some("completed".to_owned())
+            ),
+        ]
+    );
+    let mut end = callgate_store::RunUpdate::new(
+        callgate_domain::lifecycle::CallSignal::Ended {
+            outcome: callgate_domain::lifecycle::Outcome::Completed,
+            reason: "hangup".into(),
+        },
+        "2026-11-23T10:00:09Z".parse().expect("time"),
+    );
+    end.provider_status = Some("completed".into());
+    end.transcript = Some(vec![]);
+    store.apply_update(4, end).await.expect("end run 4");
+    let run4 = store.get_run(7, 4).await.expect("run 4");
+    let history: Vec<_> = run4
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.status.as_str(),
+                e.detail.clone(),
+                e.provider_status.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("dialing", Some("a]".to_owned()), None),
+            ("ended", None, Some("completed".to_owned())),
+        ]
+    );
+    let queued = store.get_run(7, 3).await.expect("run 3");
+    assert!(queued.transcript.is_empty() && queued.greeting.is_none());
     assert_eq!(
         store
             .list_runs(
@@ -81,7 +167,7 @@ async fn runs_of_a_version_5_database_survive_the_upgrade() {
             .await
             .expect("list")
             .len(),
-        3
+        4
     );
 
     // The live-run indexes now key on dialed_at: the ringing run was given one.
