@@ -193,7 +193,7 @@ fn claim_ids(
     let event_head = EventText::dialing_head(now);
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
-        let run = st
+        let mut run = st
             .query_row(params![id, ts(now), node, event_head], |r| {
                 let call_id: String = r.get(1)?;
                 Ok(ClaimedRun {
@@ -209,14 +209,11 @@ fn claim_ids(
                 })
             })
             .map_err(db_err)?;
-        let run = ClaimedRun {
-            greeting: greeting
-                .query_row([id], |r| r.get(0))
-                .optional()
-                .map_err(db_err)?
-                .flatten(),
-            ..run
-        };
+        run.greeting = greeting
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?
+            .flatten();
         claimed.push(run);
     }
     Ok(claimed)

@@ -172,11 +172,7 @@ impl UpdateTexts {
         Ok(Self {
             transcript: u.transcript.as_ref().map(json_text).transpose()?,
             extracted: u.extracted.as_ref().map(value_text),
-            event: EventText::new(
-                crate::util::micros(u.at),
-                u.provider_status.as_deref(),
-                u.detail.as_deref(),
-            ),
+            event: EventText::new(u.at, u.provider_status.as_deref(), u.detail.as_deref()),
         })
     }
 }
