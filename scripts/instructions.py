@@ -21,7 +21,6 @@ PARTS = [
     ("dispatcher tasks", r"callgate_server::worker::dispatcher::run::\{\{closure\}\}$"),
     ("SQLite writer thread", r"callgate_store_sqlite::conn::writer_loop$"),
     ("  lifecycle updates", r"callgate_store_sqlite::runs::apply_one$"),
-    ("SQLite sync thread", r"callgate_store_sqlite::conn::sync_loop$"),
     ("SQLite checkpoint thread", r"callgate_store_sqlite::conn::checkpoint_loop$"),
 ]
 ANSWER = r"callgate_server::http::public::respond$"

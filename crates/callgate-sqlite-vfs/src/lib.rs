@@ -19,7 +19,7 @@
 //!   file controls and close. A write anywhere but the log's end (the log's header, a page
 //!   rewritten in place, checksums rewritten) goes straight through, after what is held.
 //! - Durability is untouched: nothing is answered before an `fdatasync` of the WAL, which
-//!   runs after the commit's frames are written (callgate's sync thread, or SQLite's own sync
+//!   runs after the commit's frames are written (callgate's writer thread, or SQLite's own sync
 //!   with `synchronous = FULL`).
 //! - Database, journal and temporary files are the default VFS's own, opened in place.
 

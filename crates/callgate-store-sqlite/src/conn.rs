@@ -142,11 +142,9 @@ impl<T: Send, F: FnOnce(&WriteConn<'_>) -> StoreResult<T> + Send> Job for TypedJ
     }
 }
 
-/// What the writer thread hears: work, news that the WAL flush it waited for is done, or that
-/// the store is gone.
+/// What the writer thread hears: work, or that the store is gone.
 enum Msg {
     Job(Box<dyn Job>),
-    Flushed,
     Stop,
 }
 
@@ -156,8 +154,7 @@ pub struct Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // The sync thread holds a sender too (for `Flushed`), so the channel alone would
-        // never close: say so, after every job already sent.
+        // Say so after every job already sent: the writer commits what it holds, then stops.
         let _ = self.tx.send(Msg::Stop);
     }
 }
@@ -179,8 +176,8 @@ impl Writer {
     ) -> StoreResult<Self> {
         // Checkpoints copy WAL pages back into the database file; done on the commit path they
         // stall every writer behind one unlucky commit, so a helper thread does them instead.
-        // The writer's commits do not wait for the disk: the syncer thread flushes the WAL
-        // after them and only then answers (see `sync_loop`). Its statement journals stay in
+        // The writer flushes the WAL itself after each commit and only then answers (see
+        // `writer_loop`), so SQLite's own commit need not sync. Its statement journals stay in
         // memory (temp_store) instead of temporary files. Its page cache is kept to ~1 000
         // pages: a b-tree split can renumber pages through the lock-byte page's number, and the
         // next commit then walks the whole cache to drop pages past the end of the file (a
@@ -207,17 +204,12 @@ impl Writer {
                 })?;
         }
         let (tx, rx) = mpsc::channel::<Msg>();
-        let (synced_tx, synced_rx) = mpsc::channel::<Committed>();
         let mut wal_path = path.into_os_string();
         wal_path.push("-wal");
-        let flushed = tx.clone();
-        std::thread::Builder::new()
-            .name("sqlite-sync".into())
-            .spawn(move || sync_loop(PathBuf::from(wal_path), synced_rx, &flushed))
-            .map_err(|e| StoreError::Internal(format!("cannot start sync thread: {e}")))?;
+        let wal_path = PathBuf::from(wal_path);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &wal, &synced_tx, beside.as_ref()))
+            .spawn(move || writer_loop(conn, rx, &wal, &wal_path, beside.as_ref()))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(Self { tx })
     }
@@ -360,40 +352,36 @@ fn checkpoint_loop(path: &Path, wal: &WalProgress) {
     }
 }
 
-/// A committed batch waiting for its WAL frames to reach the disk.
-struct Committed {
-    jobs: Vec<Box<dyn Job>>,
-    /// Whether the transaction changed anything (else there is nothing to flush).
-    wrote: bool,
-}
-
 /// The writer's open transaction: the jobs that ran in it, answered after its commit.
 struct OpenTxn {
     jobs: Vec<Box<dyn Job>>,
     changes_at_begin: u64,
 }
 
-/// Runs jobs as they arrive inside one open transaction and commits it when the sync thread
-/// is free to flush it.
+/// Runs the jobs that have arrived inside one transaction, commits it, flushes the WAL and
+/// only then answers them; the jobs that arrived meanwhile make the next transaction.
 ///
-/// No caller hears of a write before the flush that follows its commit. Committing while a
-/// flush is under way would not answer anyone sooner (the next flush waits for this one), but
-/// each commit writes every page it dirtied into the WAL: the rows of a dozen calls usually
-/// share their table and index pages, so one commit per flush writes those pages once instead
-/// of once per job. A transaction also commits once it holds `MAX_BATCH` jobs, which bounds
-/// how much work one flush covers.
+/// No caller hears of a write before an `fdatasync` of the WAL that follows its commit. The
+/// writer flushes itself: with the flush on a thread of its own, the writer ran the next jobs
+/// while the disk worked, but every commit then cost two wake-ups (the flush thread's, and
+/// the writer's when the flush was done), and on a VM a wake-up waits tens of microseconds
+/// for a CPU; measured against that design, triggers/s rose 5–7 % at 64 connections
+/// (docs/benchmarks.md, "Twentieth round"). The commits still group: what arrives during a
+/// flush is committed together after it, and each commit writes every page it dirtied into
+/// the WAL once however many jobs share it. A transaction holds at most `MAX_BATCH` jobs,
+/// which bounds how much work one flush covers.
 // Out of line so that profiles name the thread's work (scripts/instructions.sh).
 #[inline(never)]
 fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Msg>,
     wal: &WalProgress,
-    synced: &mpsc::Sender<Committed>,
+    wal_path: &Path,
     beside: &dyn TxnHooks,
 ) {
     let held = WriteConn::new(&conn);
+    let mut wal_file: Option<std::fs::File> = None;
     let mut open: Option<OpenTxn> = None;
-    let mut flushing = false;
     let mut stop = false;
     let mut incoming: Vec<Box<dyn Job>> = Vec::new();
     while !stop {
@@ -402,7 +390,6 @@ fn writer_loop(
         while let Some(m) = next.take() {
             match m {
                 Msg::Job(j) => incoming.push(j),
-                Msg::Flushed => flushing = false,
                 Msg::Stop => stop = true,
             }
             if incoming.len() < MAX_BATCH {
@@ -412,12 +399,6 @@ fn writer_loop(
         for job in incoming.drain(..) {
             run_job(&held, &mut open, job, beside);
         }
-        let due = open
-            .as_ref()
-            .is_some_and(|t| !flushing || t.jobs.len() >= MAX_BATCH || stop);
-        if !due {
-            continue;
-        }
         let Some(txn) = open.take() else { continue };
         let committed = beside
             .before_commit(&conn)
@@ -425,14 +406,17 @@ fn writer_loop(
         match committed {
             Ok(()) => {
                 let wrote = conn.total_changes() != txn.changes_at_begin;
-                flushing = true;
-                if let Err(mpsc::SendError(c)) = synced.send(Committed {
-                    jobs: txn.jobs,
-                    wrote,
-                }) {
-                    // The sync thread is gone: nobody can vouch for durability any more.
-                    flushing = false;
-                    fail_all(c.jobs, "the WAL sync thread stopped");
+                let flushed = if wrote {
+                    flush_wal(wal_path, &mut wal_file)
+                } else {
+                    Ok(())
+                };
+                match flushed {
+                    Ok(()) => txn.jobs.into_iter().for_each(|j| j.finish(None)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "flushing the WAL failed; writes are not confirmed");
+                        fail_all(txn.jobs, "the database file could not be flushed to disk");
+                    }
                 }
             }
             Err(e) => {
@@ -590,48 +574,10 @@ fn fail_all(jobs: Vec<Box<dyn Job>>, why: &str) {
     }
 }
 
-/// Makes committed batches durable, then answers their callers.
-///
-/// The writer commits with `synchronous=NORMAL`: SQLite writes the WAL frames but does not wait
-/// for the disk. This thread then flushes the WAL file (`fdatasync`, which covers every frame
-/// written before it) and only then delivers the results, so no caller hears of a write before
-/// it would survive a power cut, as with `synchronous=FULL`; but the writer goes on running
-/// jobs while the disk works, and commits them as soon as this flush is done.
-/// Everything that acts outside the database (a dial, an answer to a trigger) waits for such an
-/// answer; only reads may see a commit up to one flush early.
-// Out of line so that profiles name the thread's work (scripts/instructions.sh).
-#[inline(never)]
-fn sync_loop(wal_path: PathBuf, rx: mpsc::Receiver<Committed>, writer: &mpsc::Sender<Msg>) {
-    let mut file: Option<std::fs::File> = None;
-    let mut pending: Vec<Committed> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        pending.push(first);
-        while let Ok(more) = rx.try_recv() {
-            pending.push(more);
-        }
-        let result = if pending.iter().any(|c| c.wrote) {
-            sync_wal(&wal_path, &mut file)
-        } else {
-            Ok(())
-        };
-        // The writer may commit what it gathered meanwhile; its commit overlaps the answers.
-        let _ = writer.send(Msg::Flushed);
-        for c in pending.drain(..) {
-            match &result {
-                Ok(()) => c.jobs.into_iter().for_each(|j| j.finish(None)),
-                Err(e) => {
-                    tracing::error!(error = %e, "flushing the WAL failed; writes are not confirmed");
-                    fail_all(c.jobs, "the database file could not be flushed to disk");
-                }
-            }
-        }
-    }
-}
-
 /// `fdatasync` of the WAL file. A transaction that wrote has created the file, and SQLite keeps
 /// it (same inode: a restart rewrites it from the top, a size limit truncates it) for as long as
 /// the writer's connection is open.
-fn sync_wal(path: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()> {
+fn flush_wal(path: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()> {
     if file.is_none() {
         *file = Some(std::fs::File::open(path)?);
     }

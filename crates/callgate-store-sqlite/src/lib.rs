@@ -1,10 +1,10 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
-//! Writes go to a single writer thread that runs them as they arrive in one open transaction
-//! and commits it whenever the previous commit is on disk (group commit): a job that may fail after writing runs inside its own savepoint, so it rolls
-//! back alone, and every caller is answered only after the shared `COMMIT` is on disk (a sync
-//! thread flushes the WAL behind the writer, see `conn::sync_loop`). Reads run on a small pool
-//! of connections on the blocking thread pool.
+//! Writes go to a single writer thread that runs the jobs waiting for it in one transaction,
+//! commits it and flushes the WAL (group commit): a job that may fail after writing runs
+//! inside its own savepoint, so it rolls back alone, and every caller is answered only after
+//! the shared `COMMIT` is on disk (see `conn::writer_loop`). Reads run on a small pool of
+//! connections on the blocking thread pool.
 #![forbid(unsafe_code)]
 
 mod agents;
