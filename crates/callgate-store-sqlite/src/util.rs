@@ -70,19 +70,17 @@ pub fn parse_uuid(s: &str) -> rusqlite::Result<uuid::Uuid> {
 /// SQL appending one entry (the SQL text expression `$entry`, a compact history entry, see
 /// `event_text`) to a run's `events` array, as text: the history is written only by these
 /// updates, and SQLite's `json_insert` would parse and re-serialise the whole array at every
-/// status change. The closing brackets go with `rtrim`, which looks only at the end of the
-/// text (`substr` and `length` count characters from the start): a compact entry ends in
-/// exactly one `]` (its last member is a number or a string), so a history of them ends in
-/// `]]` and both go. A history that ends in an entry written before version 9, an object,
-/// ends in `}]` and loses only its own bracket.
+/// status change. Every history ends in the array's own `]` (entries written before version 9
+/// are objects, later ones arrays, and a history may hold both), so exactly that last byte
+/// goes. It is cut as a blob: on text, `substr` and `length` count characters from the start
+/// (~2 400 instructions per status change for a ~200-byte history, measured), on a blob they
+/// count bytes, and the cast only relabels the value.
 macro_rules! append_event {
     ($entry:literal) => {
         concat!(
             "CASE WHEN events = '[]' THEN '[' || ",
             $entry,
-            " || ']' WHEN substr(events, -2, 1) = '}' THEN rtrim(events, ']') || ',' || ",
-            $entry,
-            " || ']' ELSE rtrim(events, ']') || '],' || ",
+            " || ']' ELSE substr(CAST(events AS BLOB), 1, length(CAST(events AS BLOB)) - 1) || ',' || ",
             $entry,
             " || ']' END"
         )
