@@ -142,21 +142,10 @@ impl<T: Send, F: FnOnce(&WriteConn<'_>) -> StoreResult<T> + Send> Job for TypedJ
     }
 }
 
-/// What the writer thread hears: work, or that the store is gone.
-enum Msg {
-    Job(Box<dyn Job>),
-    Stop,
-}
-
+/// The writer thread's one sender: when the store drops it, the thread still receives every
+/// job sent before, commits them, and then stops.
 pub struct Writer {
-    tx: mpsc::Sender<Msg>,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Say so after every job already sent: the writer commits what it holds, then stops.
-        let _ = self.tx.send(Msg::Stop);
-    }
+    tx: mpsc::Sender<Box<dyn Job>>,
 }
 
 impl Writer {
@@ -203,7 +192,7 @@ impl Writer {
                     StoreError::Internal(format!("cannot start checkpoint thread: {e}"))
                 })?;
         }
-        let (tx, rx) = mpsc::channel::<Msg>();
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let mut wal_path = path.into_os_string();
         wal_path.push("-wal");
         let wal_path = PathBuf::from(wal_path);
@@ -227,7 +216,7 @@ impl Writer {
             reply,
         };
         self.tx
-            .send(Msg::Job(Box::new(job)))
+            .send(Box::new(job))
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?
@@ -374,7 +363,7 @@ struct OpenTxn {
 #[inline(never)]
 fn writer_loop(
     conn: Connection,
-    rx: mpsc::Receiver<Msg>,
+    rx: mpsc::Receiver<Box<dyn Job>>,
     wal: &WalProgress,
     wal_path: &Path,
     beside: &dyn TxnHooks,
@@ -382,18 +371,14 @@ fn writer_loop(
     let held = WriteConn::new(&conn);
     let mut wal_file: Option<std::fs::File> = None;
     let mut open: Option<OpenTxn> = None;
-    let mut stop = false;
     let mut incoming: Vec<Box<dyn Job>> = Vec::new();
-    while !stop {
-        let Ok(first) = rx.recv() else { break };
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                Msg::Job(j) => incoming.push(j),
-                Msg::Stop => stop = true,
-            }
-            if incoming.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+    // `recv` hands out every job already sent before it reports the store gone.
+    while let Ok(first) = rx.recv() {
+        incoming.push(first);
+        while incoming.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => incoming.push(job),
+                Err(_) => break,
             }
         }
         for job in incoming.drain(..) {
@@ -939,7 +924,7 @@ mod tests {
                     result: None,
                     reply,
                 };
-                d.writer.tx.send(Msg::Job(Box::new(job))).expect("send");
+                d.writer.tx.send(Box::new(job)).expect("send");
                 rx
             })
             .collect();
