@@ -146,7 +146,12 @@ impl<T: Send, F: FnOnce(&WriteConn<'_>) -> StoreResult<T> + Send> Job for TypedJ
 /// job sent before, commits them, and then stops.
 pub struct Writer {
     tx: mpsc::Sender<Box<dyn Job>>,
+    /// Set for good once a flush of the WAL has failed (see `writer_loop`).
+    failed: Arc<AtomicBool>,
 }
+
+/// Why every write is refused after a failed flush of the WAL.
+const WRITES_STOPPED: &str = "the database could not be flushed to disk earlier; no write is accepted until callgate restarts";
 
 impl Writer {
     /// `beside` hears, on the writer thread, how each job and transaction ended, for state
@@ -196,11 +201,18 @@ impl Writer {
         let mut wal_path = path.into_os_string();
         wal_path.push("-wal");
         let wal_path = PathBuf::from(wal_path);
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &wal, &wal_path, beside.as_ref()))
+            .spawn(move || writer_loop(conn, rx, &wal, &wal_path, beside.as_ref(), &flag))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { tx })
+        Ok(Self { tx, failed })
+    }
+
+    /// Whether a flush of the WAL has failed: from then on every write is refused.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     pub async fn submit<T, F>(&self, savepoint: bool, f: F) -> StoreResult<T>
@@ -215,6 +227,9 @@ impl Writer {
             result: None,
             reply,
         };
+        if self.failed() {
+            return Err(StoreError::Unavailable(WRITES_STOPPED.into()));
+        }
         self.tx
             .send(Box::new(job))
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;
@@ -359,6 +374,14 @@ struct OpenTxn {
 /// flush is committed together after it, and each commit writes every page it dirtied into
 /// the WAL once however many jobs share it. A transaction holds at most `MAX_BATCH` jobs,
 /// which bounds how much work one flush covers.
+///
+/// A flush that fails stops the writer for good (`failed` is set; every later job is refused
+/// unrun), as PostgreSQL stops at a failed `fsync`. The kernel reports a lost write-back once
+/// and then marks the pages clean, so a later flush of the same file can succeed over a hole
+/// in the log; SQLite's recovery stops at the first frame that did not reach the disk, and
+/// every write confirmed after it would be lost at the next start. The jobs of the failed
+/// commit are answered with an error that says their outcome is unknown: the commit may or
+/// may not have reached the disk.
 // Out of line so that profiles name the thread's work (scripts/instructions.sh).
 #[inline(never)]
 fn writer_loop(
@@ -367,6 +390,7 @@ fn writer_loop(
     wal: &WalProgress,
     wal_path: &Path,
     beside: &dyn TxnHooks,
+    failed: &AtomicBool,
 ) {
     let held = WriteConn::new(&conn);
     let mut wal_file: Option<std::fs::File> = None;
@@ -399,8 +423,18 @@ fn writer_loop(
                 match flushed {
                     Ok(()) => txn.jobs.into_iter().for_each(|j| j.finish(None)),
                     Err(e) => {
-                        tracing::error!(error = %e, "flushing the WAL failed; writes are not confirmed");
-                        fail_all(txn.jobs, "the database file could not be flushed to disk");
+                        tracing::error!(
+                            error = %e,
+                            "flushing the WAL failed; this commit is unconfirmed and every later \
+                             write is refused until callgate restarts"
+                        );
+                        failed.store(true, Ordering::Release);
+                        fail_all(
+                            txn.jobs,
+                            "the database could not be flushed to disk; this write may or may \
+                             not have been kept",
+                        );
+                        break;
                     }
                 }
             }
@@ -414,6 +448,10 @@ fn writer_loop(
             }
         }
         finish_checkpoint(&conn, wal);
+    }
+    // Only a failed flush ends the loop with the store still open.
+    for job in rx.iter() {
+        job.finish(Some(StoreError::Unavailable(WRITES_STOPPED.into())));
     }
 }
 
@@ -910,6 +948,53 @@ mod tests {
         d.writer.submit(false, insert("b")).await.expect("b");
         assert_eq!(keys(&d.path), ["b"]);
         assert_eq!(d.rollbacks.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_fails_its_commit_and_stops_every_later_write() {
+        let d = db();
+        // The WAL file unlinked under SQLite (which writes on through its open handle): the
+        // writer's first flush cannot open the file, as a failing disk would fail the flush.
+        let mut wal = d.path.clone().into_os_string();
+        wal.push("-wal");
+        let first = d
+            .writer
+            .submit(false, move |c: &WriteConn<'_>| {
+                insert("a")(c)?;
+                std::fs::remove_file(&wal).map_err(|e| StoreError::Internal(e.to_string()))
+            })
+            .await;
+        match first {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("may or may not"), "{m}"),
+            other => panic!("the unflushed commit was confirmed: {other:?}"),
+        }
+        assert!(d.writer.failed());
+        // Every later write is refused without running, through a job already in the queue
+        // or a new one.
+        let ran = Arc::new(AtomicBool::new(false));
+        let (reply, rx) = oneshot::channel();
+        let marker = ran.clone();
+        let queued = TypedJob {
+            savepoint: false,
+            work: Some(move |c: &WriteConn<'_>| {
+                marker.store(true, Ordering::SeqCst);
+                insert("b")(c)
+            }),
+            result: None,
+            reply,
+        };
+        d.writer.tx.send(Box::new(queued)).expect("send");
+        let later = rx.await.expect("answered");
+        assert!(
+            matches!(&later, Err(StoreError::Unavailable(m)) if m.contains("restarts")),
+            "{later:?}"
+        );
+        let again = d.writer.submit(true, insert("c")).await;
+        assert!(
+            matches!(again, Err(StoreError::Unavailable(_))),
+            "{again:?}"
+        );
+        assert!(!ran.load(Ordering::SeqCst));
     }
 
     #[tokio::test]

@@ -130,6 +130,8 @@ fn on_capacity_str(o: OnCapacity) -> &'static str {
 #[async_trait]
 impl TenantStore for SqliteStore {
     async fn is_empty(&self) -> StoreResult<bool> {
+        // Readiness asks this: a store that refuses every write is not ready.
+        self.writer_ok()?;
         self.read(|c| {
             let n: i64 = c
                 .query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))
@@ -382,6 +384,44 @@ mod tests {
         assert_eq!(
             store.get_org(org).await.unwrap().quota_seconds_remaining,
             None
+        );
+    }
+
+    /// Readiness (`/readyz`) asks `is_empty`: after a failed flush of the WAL the store
+    /// refuses every write, so it must not report ready.
+    #[tokio::test]
+    async fn a_store_whose_wal_flush_failed_is_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("callgate.db");
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.is_empty().await.unwrap());
+        let wal = dir.path().join("callgate.db-wal");
+        // The WAL unlinked under SQLite: the writer's first flush cannot open it.
+        let created = store
+            .write(move |c| {
+                let org = c
+                    .execute(
+                        "INSERT INTO organizations (name, created_at) VALUES ('acme', 0)",
+                        [],
+                    )
+                    .map_err(db_err)?;
+                std::fs::remove_file(&wal).map_err(|e| StoreError::Internal(e.to_string()))?;
+                Ok(org)
+            })
+            .await;
+        assert!(
+            matches!(created, Err(StoreError::Unavailable(_))),
+            "{created:?}"
+        );
+        let ready = store.is_empty().await;
+        assert!(
+            matches!(ready, Err(StoreError::Unavailable(_))),
+            "{ready:?}"
+        );
+        let refused = store.create_org("other", Timestamp::UNIX_EPOCH).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
         );
     }
 }
