@@ -5,7 +5,10 @@
 //! webhook; they are checked on the parsed value so the rule does not depend on how the client
 //! formatted its JSON.
 
+use crate::object_text::{Scan, scan};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 /// Largest accepted `initial_context`, in bytes of compact JSON.
 pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
@@ -49,10 +52,18 @@ impl ContextError {
 /// `max_bytes` long. Depth: the object itself is level 1 and every nested object or array adds
 /// one level; scalars add none.
 pub fn check_object(value: &Value, max_bytes: usize, max_depth: usize) -> Result<(), ContextError> {
-    if !value.is_object() {
-        return Err(ContextError::NotObject);
+    match value {
+        Value::Object(map) => check_map(map, max_bytes, max_depth),
+        _ => Err(ContextError::NotObject),
     }
-    if compact_len(value, max_depth)? > max_bytes {
+}
+
+fn check_map(
+    map: &Map<String, Value>,
+    max_bytes: usize,
+    max_depth: usize,
+) -> Result<(), ContextError> {
+    if object_len(map, max_depth)? > max_bytes {
         return Err(ContextError::TooLarge { limit: max_bytes });
     }
     Ok(())
@@ -68,20 +79,43 @@ pub fn check_metadata(value: &Value) -> Result<(), ContextError> {
     check_object(value, MAX_METADATA_BYTES, MAX_METADATA_DEPTH)
 }
 
-/// A run's `initial_context`, with the JSON text the caller sent for it for as long as the
-/// object is unchanged. Storing that text instead of serialising the object again spares a
-/// walk of about a kilobyte on every trigger; any change through [`Self::map_mut`] drops it.
+/// A run's `initial_context`: the object, or the JSON text the caller sent for it, or both.
+///
+/// A trigger's context is usually only stored and read for a few template variables, so when
+/// it comes as text ([`Self::from_text`]) the object is not built unless something needs all
+/// of it: the limits are checked on the text, [`Self::get`] parses one member, and the store
+/// writes the text as sent. Any change through [`Self::map_mut`] drops the text.
 #[derive(Debug, Clone, Default)]
 pub struct InitialContext {
-    map: Map<String, Value>,
-    /// JSON text that parses to exactly `map`, while it does.
-    sent: Option<Box<str>>,
+    /// The object, when it came as one or has been changed.
+    map: Option<Map<String, Value>>,
+    /// The object parsed from `sent` on first use, when it came as text only.
+    parsed: OnceLock<Map<String, Value>>,
+    /// JSON text that parses to exactly the object, while it does.
+    sent: Option<Sent>,
 }
+
+#[derive(Debug, Clone)]
+struct Sent {
+    text: Arc<str>,
+    /// What one pass over the text found; `None` when the text came with its object.
+    scan: Option<Scan>,
+}
+
+/// How much longer than its text an object's compact JSON can be, for a text that [`scan`]
+/// accepted: white space, duplicate names and escapes only shorten it, and a number without
+/// an exponent grows by at most two bytes (`100000000000000000000` is written
+/// `100000000000000000000.0`, `-0` is written `-0.0`), so at most twofold; three for margin.
+const TEXT_GROWTH: usize = 3;
 
 impl InitialContext {
     /// A context with no text of its own: it is serialised when stored.
     pub fn new(map: Map<String, Value>) -> Self {
-        Self { map, sent: None }
+        Self {
+            map: Some(map),
+            parsed: OnceLock::new(),
+            sent: None,
+        }
     }
 
     /// `map` together with `text`, the JSON it was parsed from. The caller vouches for that:
@@ -95,32 +129,134 @@ impl InitialContext {
             "the sent text must parse to the context"
         );
         Self {
-            map,
-            sent: Some(text),
+            map: Some(map),
+            parsed: OnceLock::new(),
+            sent: Some(Sent {
+                text: text.into(),
+                scan: None,
+            }),
         }
     }
 
+    /// The context of `text`, the JSON text of an object that serde_json's skipping parse
+    /// (`RawValue`) has accepted, without parsing it into values; `None` when that parse could
+    /// still fail on it (see [`scan`]), and the caller must parse it to report why.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let scan = scan(text)?;
+        Some(Self {
+            map: None,
+            parsed: OnceLock::new(),
+            sent: Some(Sent {
+                text: text.into(),
+                scan: Some(scan),
+            }),
+        })
+    }
+
+    /// The object, parsed from the sent text on first use.
     pub fn map(&self) -> &Map<String, Value> {
-        &self.map
+        match &self.map {
+            Some(m) => m,
+            None => self.parsed.get_or_init(|| self.parse_sent()),
+        }
+    }
+
+    /// The sent text's object. `from_text` accepted only text whose parse cannot fail.
+    fn parse_sent(&self) -> Map<String, Value> {
+        self.sent
+            .as_ref()
+            .and_then(|s| serde_json::from_str(&s.text).ok())
+            .unwrap_or_default()
+    }
+
+    /// The object if it has been built.
+    fn built(&self) -> Option<&Map<String, Value>> {
+        self.map.as_ref().or_else(|| self.parsed.get())
     }
 
     /// The object, for a change; the sent text no longer describes it.
     pub fn map_mut(&mut self) -> &mut Map<String, Value> {
+        if self.map.is_none() {
+            let parsed = self.parsed.take().unwrap_or_else(|| self.parse_sent());
+            self.map = Some(parsed);
+        }
         self.sent = None;
-        &mut self.map
+        self.map.get_or_insert_with(Map::new)
     }
 
-    /// The context as JSON text: the caller's (moved out, not copied, so the next call
-    /// serialises) or `serde_json::to_string` of the object. Either parses to the same object.
-    pub fn take_text(&mut self) -> String {
-        match self.sent.take() {
-            Some(text) => text.into(),
-            None => crate::json_text::map_text(&self.map),
+    /// The top-level member `name`: borrowed from the object once built, else parsed alone
+    /// from the sent text.
+    pub fn get(&self, name: &str) -> Option<Cow<'_, Value>> {
+        if let Some(map) = self.built() {
+            return map.get(name).map(Cow::Borrowed);
+        }
+        let member = self.sent.as_ref().and_then(|s| {
+            let members = s.scan.as_ref()?.members.as_ref()?;
+            // serde_json keeps the last of equal names.
+            let m = members
+                .iter()
+                .rev()
+                .find(|m| s.text.get(m.key.clone()) == Some(name));
+            Some(m.and_then(|m| {
+                let value = s.text.get(m.value.clone())?;
+                serde_json::from_str::<Value>(value).ok()
+            }))
+        });
+        match member {
+            Some(found) => found.map(Cow::Owned),
+            None => self.map().get(name).map(Cow::Borrowed),
         }
     }
 
-    pub fn into_map(self) -> Map<String, Value> {
-        self.map
+    /// Checks the limits of [`check_object`]. While the object is not built, the sent text can
+    /// only say yes: it nests at least as deep as its object and is at least half as long
+    /// (a repeated name drops a value, perhaps a deep one), so a text within the limits stands
+    /// for an object within them, and anything else is settled on the object.
+    pub fn check(&self, max_bytes: usize, max_depth: usize) -> Result<(), ContextError> {
+        if self.built().is_none()
+            && let Some(Sent {
+                text,
+                scan: Some(scan),
+            }) = &self.sent
+            && text.len().saturating_mul(TEXT_GROWTH) <= max_bytes
+            && scan.depth <= max_depth
+        {
+            return Ok(());
+        }
+        check_map(self.map(), max_bytes, max_depth)
+    }
+
+    /// [`Self::check`] with the `initial_context` limits.
+    pub fn check_initial_context(&self) -> Result<(), ContextError> {
+        self.check(MAX_CONTEXT_BYTES, MAX_CONTEXT_DEPTH)
+    }
+
+    /// The context as JSON text: the caller's, shared, or the object serialised. Either parses
+    /// to the same object.
+    pub fn text(&self) -> Arc<str> {
+        match &self.sent {
+            Some(s) => s.text.clone(),
+            None => crate::json_text::map_text(self.map()).into(),
+        }
+    }
+
+    pub fn into_map(mut self) -> Map<String, Value> {
+        match self.map.take() {
+            Some(m) => m,
+            None => self.parsed.take().unwrap_or_else(|| self.parse_sent()),
+        }
+    }
+}
+
+impl PartialEq for InitialContext {
+    fn eq(&self, other: &Self) -> bool {
+        self.map() == other.map()
+    }
+}
+
+impl From<Map<String, Value>> for InitialContext {
+    fn from(map: Map<String, Value>) -> Self {
+        Self::new(map)
     }
 }
 
@@ -130,9 +266,29 @@ impl InitialContext {
 /// level 1, every nested object or array adds one, scalars add none). One walk with an
 /// explicit stack: a value built in code is not capped by serde_json's recursion limit, and
 /// cannot overflow this.
+#[cfg(test)]
 fn compact_len(value: &Value, max_depth: usize) -> Result<usize, ContextError> {
+    walk_len(vec![(value, 1)], max_depth)
+}
+
+/// [`compact_len`] of an object held as a map.
+fn object_len(map: &Map<String, Value>, max_depth: usize) -> Result<usize, ContextError> {
+    if max_depth < 1 {
+        return Err(ContextError::TooDeep { limit: max_depth });
+    }
+    let nested = walk_len(map.values().map(|c| (c, 2)).collect(), max_depth)?;
+    Ok(nested.saturating_add(object_own_len(map)))
+}
+
+/// Braces, one colon per member, the commas between members, and the keys.
+fn object_own_len(map: &Map<String, Value>) -> usize {
+    let keys: usize = map.keys().map(|k| string_len(k)).sum();
+    2 + map.len() + map.len().saturating_sub(1) + keys
+}
+
+/// The summed lengths of the values on `stack` (each with its depth) and everything inside.
+fn walk_len(mut stack: Vec<(&Value, usize)>, max_depth: usize) -> Result<usize, ContextError> {
     let mut len = 0usize;
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
     while let Some((v, depth)) = stack.pop() {
         let own = match v {
             Value::Null | Value::Bool(true) => 4,
@@ -148,9 +304,7 @@ fn compact_len(value: &Value, max_depth: usize) -> Result<usize, ContextError> {
             }
             Value::Object(map) => {
                 stack.extend(map.values().map(|c| (c, depth + 1)));
-                // Braces, one colon per member and the commas between members.
-                let keys: usize = map.keys().map(|k| string_len(k)).sum();
-                2 + map.len() + map.len().saturating_sub(1) + keys
+                object_own_len(map)
             }
         };
         len = len.saturating_add(own);
@@ -265,6 +419,58 @@ mod tests {
             let expected = serde_json::to_vec(&v).unwrap().len();
             assert_eq!(compact_len(&v, 16), Ok(expected), "{v}");
         }
+    }
+
+    /// Texts the skipping parse accepts and `scan` keeps: nesting, escapes in values, repeated
+    /// names, the numbers that grow most when written back.
+    const KEPT_TEXTS: &[&str] = &[
+        r#"{}"#,
+        r#" { "name" : "Jane", "n": 2.50, "t": true, "f": false, "z": null } "#,
+        r#"{"a":{"b":{"c":[1,{"d":"}"}]}},"a":"second","s":"q\"uote\\ \n \/"}"#,
+        r#"{"n":[-0,-0,-0,-0],"big":[100000000000000000000,100000000000000000000]}"#,
+        r#"{"visits":[{"date":"2025-01-10","reason":"checkup"}],"tags":["a","b"],"é":"ü"}"#,
+    ];
+
+    #[test]
+    fn a_context_kept_as_text_answers_as_its_object() {
+        for text in KEPT_TEXTS {
+            let ctx = InitialContext::from_text(text).unwrap();
+            let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+            let value = Value::Object(map.clone());
+            // Members read one by one, before anything builds the object.
+            for name in map.keys().map(String::as_str).chain(["missing", "b", "c"]) {
+                assert_eq!(ctx.get(name).as_deref(), map.get(name), "{text} {name}");
+            }
+            // The limits, on the text, as on the object.
+            let compact = serde_json::to_vec(&value).unwrap().len();
+            assert!(compact <= 2 * text.len(), "{text}: the text bound");
+            for max_bytes in [compact - 1, compact, text.len() * 3, 64 * 1024] {
+                for max_depth in [1, 2, 3, 4, 16] {
+                    let fresh = InitialContext::from_text(text).unwrap();
+                    assert_eq!(
+                        fresh.check(max_bytes, max_depth),
+                        check_object(&value, max_bytes, max_depth),
+                        "{text} {max_bytes} {max_depth}"
+                    );
+                }
+            }
+            assert_eq!(&*ctx.text(), *text, "stored as sent");
+            assert_eq!(ctx.map(), &map);
+            assert_eq!(ctx.clone().into_map(), map);
+            assert_eq!(ctx, InitialContext::new(map.clone()));
+        }
+    }
+
+    #[test]
+    fn a_change_drops_the_sent_text() {
+        let mut ctx = InitialContext::from_text(r#"{ "a" : 1 }"#).unwrap();
+        assert_eq!(&*ctx.text(), r#"{ "a" : 1 }"#);
+        ctx.map_mut().insert("b".into(), json!("x"));
+        assert_eq!(&*ctx.text(), r#"{"a":1,"b":"x"}"#);
+        assert_eq!(ctx.get("b").as_deref(), Some(&json!("x")));
+        // Text the scan cannot vouch for is left to a parse.
+        assert!(InitialContext::from_text(r#"{"a":"\u00e9"}"#).is_none());
+        assert!(InitialContext::from_text("[1]").is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod context;
 pub mod definition;
 pub mod json_text;
 pub mod lifecycle;
+pub mod object_text;
 pub mod pacing;
 pub mod phone;
 pub mod rfc3339;

@@ -11,17 +11,37 @@
 //! between braces — JSON, code, an empty tag, a `{{` never closed — is copied literally, so
 //! prompts that merely contain braces survive rendering.
 
+use crate::context::InitialContext;
 use crate::system_context::SystemContext;
 use jiff::Timestamp;
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// Where templates find variables by name: a JSON object, or a run's context (which parses
+/// only the members asked for while it is held as the caller's text).
+pub trait Vars {
+    fn var(&self, name: &str) -> Option<Cow<'_, Value>>;
+}
+
+impl Vars for Map<String, Value> {
+    fn var(&self, name: &str) -> Option<Cow<'_, Value>> {
+        self.get(name).map(Cow::Borrowed)
+    }
+}
+
+impl Vars for InitialContext {
+    fn var(&self, name: &str) -> Option<Cow<'_, Value>> {
+        self.get(name)
+    }
+}
 
 /// What a template can see while rendering.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RenderScope<'a> {
     /// Variables: the caller's context (SPEC §2.4).
-    pub vars: &'a Map<String, Value>,
+    pub vars: &'a dyn Vars,
     /// Values laid over `vars` (the system context): a name found here wins. Kept apart so a
     /// request's context is not copied just to render its templates.
     pub overlay: Option<&'a SystemContext>,
@@ -57,7 +77,7 @@ pub fn render(template: &str, scope: &RenderScope<'_>) -> Rendered {
         };
         match lookup(name, scope) {
             Found::Builtin(s) => text.push_str(&s),
-            Found::Value(v) if !is_blank(v) => push_value(&mut text, v),
+            Found::Value(v) if !is_blank(&v) => push_value(&mut text, &v),
             // Present but null or "": the fallback if there is one, else nothing. The name is
             // not unresolved — the caller did supply it.
             Found::Value(_) => text.push_str(fallback.unwrap_or("")),
@@ -210,7 +230,7 @@ fn parse_tag(inner: &str) -> Option<Piece<'_>> {
 /// What a name resolved to.
 enum Found<'v> {
     Builtin(String),
-    Value(&'v Value),
+    Value(Cow<'v, Value>),
     Missing,
 }
 
@@ -223,22 +243,24 @@ fn lookup<'v>(name: &str, scope: &RenderScope<'v>) -> Found<'v> {
     let Some(first) = segments.next() else {
         return Found::Missing;
     };
-    let found = scope
-        .overlay
-        .and_then(|o| o.get(first))
-        .or_else(|| scope.vars.get(first));
+    let found = match scope.overlay.and_then(|o| o.get(first)) {
+        Some(v) => Some(Cow::Borrowed(v)),
+        None => scope.vars.var(first),
+    };
     let mut current = match found {
         Some(v) => v,
         None => return Found::Missing,
     };
     for seg in segments {
         // Paths walk objects only: an index into an array or a field of a scalar is missing.
-        current = match current {
-            Value::Object(map) => match map.get(seg) {
-                Some(v) => v,
-                None => return Found::Missing,
-            },
-            _ => return Found::Missing,
+        let next = match current {
+            Cow::Borrowed(Value::Object(map)) => map.get(seg).map(Cow::Borrowed),
+            Cow::Owned(Value::Object(mut map)) => map.remove(seg).map(Cow::Owned),
+            _ => None,
+        };
+        current = match next {
+            Some(v) => v,
+            None => return Found::Missing,
         };
     }
     Found::Value(current)

@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::cache::{CachedAgent, PreparedVersion};
 use crate::http::problem::{ApiError, ApiResult, FieldError};
 use callgate_domain::E164;
-use callgate_domain::context::{InitialContext, check_initial_context, check_metadata};
+use callgate_domain::context::{InitialContext, check_metadata};
 use callgate_domain::lifecycle::RunStatus;
 use callgate_domain::phone::PhoneError;
 use callgate_domain::template::{RenderScope, missing_names, render, unresolved_names};
@@ -45,14 +45,26 @@ impl Flavor {
     }
 }
 
+/// The caller's context member of a trigger body (`initial_context`, or `variables`).
+#[derive(Debug)]
+pub enum ContextMember {
+    Absent,
+    /// An object kept as the text sent, not parsed into values (`InitialContext::from_text`).
+    Text(InitialContext),
+    /// Any other value, parsed: `null`, something that is not an object (refused later), or an
+    /// object whose text could not be kept as it is, then with that text when it was found.
+    Parsed(Value, Option<Box<str>>),
+}
+
 pub struct TriggerRequest {
     pub env: Environment,
     pub agent: AgentRef,
     pub flavor: Flavor,
     pub key: Arc<ApiKey>,
+    /// The body's members but the context.
     pub body: Map<String, Value>,
-    /// The JSON text of the body's context member as sent, if it is an object.
-    pub context_text: Option<Box<str>>,
+    /// The body's context member.
+    pub context: ContextMember,
     pub dry_run: bool,
 }
 
@@ -115,16 +127,16 @@ fn opt_int(body: &Map<String, Value>, field: &str) -> ApiResult<Option<i64>> {
     }
 }
 
-/// Takes an object field out of the body (the body is consumed by parsing, so nothing is
-/// copied).
-fn take_object(
-    body: &mut Map<String, Value>,
-    field: &str,
-) -> ApiResult<Option<Map<String, Value>>> {
-    match body.get_mut(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(std::mem::take(m))),
-        Some(_) => Err(ApiError::invalid_field(
+/// The context member as the run's context; absent or `null` is an empty object.
+fn context_of(member: ContextMember, field: &str) -> ApiResult<InitialContext> {
+    match member {
+        ContextMember::Absent | ContextMember::Parsed(Value::Null, _) => {
+            Ok(InitialContext::default())
+        }
+        ContextMember::Text(context) => Ok(context),
+        ContextMember::Parsed(Value::Object(m), Some(text)) => Ok(InitialContext::as_sent(m, text)),
+        ContextMember::Parsed(Value::Object(m), None) => Ok(InitialContext::new(m)),
+        ContextMember::Parsed(..) => Err(ApiError::invalid_field(
             &format!("/{field}"),
             format!("{field} must be a JSON object"),
         )),
@@ -151,7 +163,7 @@ fn phone_error(flavor: Flavor, field: &str, e: PhoneError) -> ApiError {
 fn parse_body(
     flavor: Flavor,
     body: &mut Map<String, Value>,
-    context_text: Option<Box<str>>,
+    context: ContextMember,
 ) -> ApiResult<CallSpec> {
     let phone_field = match flavor {
         Flavor::Dograh => "phone_number",
@@ -160,17 +172,10 @@ fn parse_body(
     let ctx_field = flavor.context_field();
     // Check 3: every present field has the right type.
     let phone_raw = opt_str(body, phone_field)?;
-    let context = take_object(body, ctx_field)?.unwrap_or_default();
-    let ctx_value = Value::Object(context);
-    check_initial_context(&ctx_value)
+    let context = context_of(context, ctx_field)?;
+    context
+        .check_initial_context()
         .map_err(|e| ApiError::invalid_field(&format!("/{ctx_field}"), e.message_for(ctx_field)))?;
-    let Value::Object(context) = ctx_value else {
-        return Err(ApiError::internal("context changed shape"));
-    };
-    let context = match context_text {
-        Some(text) => InitialContext::as_sent(context, text),
-        None => InitialContext::new(context),
-    };
     let config_id = opt_int(body, "telephony_configuration_id")?;
     let from_number_id = opt_int(body, "from_phone_number_id")?;
     let first_message = opt_str(body, "first_message")?;
@@ -213,7 +218,8 @@ fn parse_body(
     }
     // Dograh's greeting override inside the context is honoured like `first_message`.
     let first_message = first_message.or_else(|| {
-        let o = context.map().get("greeting_override")?.as_object()?;
+        let greeting = context.get("greeting_override")?;
+        let o = greeting.as_object()?;
         (o.get("type")?.as_str()? == "text")
             .then(|| o.get("text")?.as_str().map(str::to_owned))
             .flatten()
@@ -473,7 +479,8 @@ fn resolve_config<'c>(
 /// Runs checks 1–21 (auth already done) and builds the run; writes nothing.
 pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Prepared> {
     let mut body = std::mem::take(&mut req.body);
-    let mut spec = parse_body(req.flavor, &mut body, req.context_text.take())?;
+    let member = std::mem::replace(&mut req.context, ContextMember::Absent);
+    let mut spec = parse_body(req.flavor, &mut body, member)?;
     drop(body);
     let req = &req;
     let (agent, version) = resolve_agent(state, req).await?;
@@ -593,7 +600,7 @@ pub async fn prepare(state: &AppState, mut req: TriggerRequest) -> ApiResult<Pre
 
     // Templates see the caller's values with system values laid over them.
     let scope = RenderScope {
-        vars: context.map(),
+        vars: &context,
         overlay: Some(&system),
         now,
     };

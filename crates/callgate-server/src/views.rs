@@ -13,7 +13,7 @@ pub fn run_name(run_id: RunId, env: Environment) -> String {
 
 /// The caller's context with system values laid over it (SPEC §2.4).
 pub fn merged_context(run: &Run) -> Map<String, Value> {
-    let mut ctx = run.initial_context.clone();
+    let mut ctx = run.initial_context.map().clone();
     for (k, v) in run.system_context.iter() {
         ctx.insert(k.to_owned(), v.clone());
     }

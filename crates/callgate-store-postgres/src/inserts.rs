@@ -75,7 +75,7 @@ pub struct RunColumns {
     max_attempts: i64,
     created_at: Timestamp,
     scheduled_for: Timestamp,
-    initial_context: String,
+    initial_context: std::sync::Arc<str>,
     system_context: String,
     metadata: Option<String>,
     external_id: Option<String>,
@@ -104,7 +104,7 @@ impl RunColumns {
             max_attempts: i64::from(run.max_attempts),
             created_at: ts(run.created_at),
             scheduled_for: ts(run.scheduled_for),
-            initial_context: run.initial_context.take_text(),
+            initial_context: run.initial_context.text(),
             system_context: run.system_context.text(),
             metadata: run.metadata.as_ref().map(json_text).transpose()?,
             external_id: run.external_id.clone(),
@@ -292,7 +292,7 @@ impl<'a> Columns<'a> {
         self.max_attempts.push(r.max_attempts);
         self.created_at.push(r.created_at);
         self.scheduled_for.push(r.scheduled_for);
-        self.initial_context.push(&r.initial_context);
+        self.initial_context.push(&*r.initial_context);
         self.system_context.push(&r.system_context);
         self.metadata.push(r.metadata.as_deref());
         self.external_id.push(r.external_id.as_deref());

@@ -76,7 +76,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
         transcript: parse_opt_json(r.get(26)?)?.unwrap_or_default(),
         recording_url: r.get(27)?,
         extracted: parse_opt_json(r.get(28)?)?,
-        initial_context: parse_json(&initial_context)?,
+        initial_context: InitialContext::new(parse_json(&initial_context)?),
         system_context: parse_json(&system_context)?,
         metadata: parse_opt_json(r.get(31)?)?,
         external_id: r.get(32)?,
@@ -137,7 +137,7 @@ fn new_run_into_record(id: RunId, new: NewRun) -> Run {
         transcript: Vec::new(),
         recording_url: None,
         extracted: None,
-        initial_context: new.initial_context.into_map(),
+        initial_context: new.initial_context,
         system_context: new.system_context,
         metadata: new.metadata,
         external_id: new.external_id,
@@ -404,11 +404,11 @@ impl SqliteStore {
     /// `enqueue_run`, and with `claim` the direct claim of `enqueue_or_claim`.
     async fn enqueue(
         &self,
-        mut run: NewRun,
+        run: NewRun,
         idem: Option<IdempotencyClaim>,
         claim: Option<DirectClaim>,
     ) -> StoreResult<Run> {
-        let initial_context = run.initial_context.take_text();
+        let initial_context = run.initial_context.text();
         let system_context = run.system_context.text();
         let metadata = run.metadata.as_ref().map(value_text);
         let unresolved = json_text(&run.unresolved_variables)?;

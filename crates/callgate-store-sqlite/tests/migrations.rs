@@ -84,7 +84,7 @@ async fn runs_of_a_version_5_database_survive_the_upgrade() {
     let store = SqliteStore::open(&path).expect("upgrade");
 
     let ended = store.get_run(7, 1).await.expect("run 1");
-    assert_eq!(ended.initial_context["name"], "Ada");
+    assert_eq!(ended.initial_context.map()["name"], "Ada");
     assert_eq!(
         ended.system_context.direction,
         Some(serde_json::json!("outbound"))

@@ -386,7 +386,7 @@ pub struct Run {
     pub transcript: Vec<TranscriptEntry>,
     pub recording_url: Option<String>,
     pub extracted: Option<Value>,
-    pub initial_context: Map<String, Value>,
+    pub initial_context: InitialContext,
     pub system_context: SystemContext,
     pub metadata: Option<Value>,
     pub external_id: Option<String>,

@@ -3,13 +3,17 @@
 
 use crate::app::AppState;
 use crate::http::problem::{ApiError, ApiResult};
+use crate::trigger::ContextMember;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use callgate_domain::context::InitialContext;
 use callgate_store::ApiKey;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub type SharedState = Arc<AppState>;
@@ -149,22 +153,62 @@ pub fn parse_object(bytes: &[u8]) -> ApiResult<Map<String, Value>> {
     whole_parse(text)
 }
 
-/// [`parse_object`] for a trigger body, which also returns the JSON text of its last
-/// top-level `context_field` member as sent, when that member is an object (the run stores
-/// it; see `InitialContext`).
-pub fn parse_trigger_body<'b>(
-    bytes: &'b [u8],
+/// [`parse_object`] for a trigger body: every member but the context parsed, and the
+/// context's member (the last, as serde_json keeps the last of equal names) mostly as text.
+///
+/// A context is most of a trigger body, and a trigger only stores it and reads a few of its
+/// members, so the body is first read with serde_json's skipping parse for the context
+/// (`RawValue`: checked, not built). Whatever that path cannot settle exactly as a parse into
+/// values would (an escaped top-level name, a context a parse could still refuse, any error)
+/// goes through the whole parse, which also names the error: the same bodies are accepted.
+pub fn parse_trigger_body(
+    bytes: &[u8],
     context_field: &str,
-) -> ApiResult<(Map<String, Value>, Option<&'b str>)> {
+) -> ApiResult<(Map<String, Value>, ContextMember)> {
     let text = body_text(bytes)?;
-    let map = whole_parse(text)?;
+    if let Some(parsed) = members_parse(text, context_field) {
+        return Ok(parsed);
+    }
+    let mut map = whole_parse(text)?;
     // Only an object's text can stand for the run's context (not `null`, not a string).
-    let context = map
+    let context_text = map
         .get(context_field)
         .is_some_and(Value::is_object)
         .then(|| member_text(text, context_field))
-        .flatten();
+        .flatten()
+        .map(Box::from);
+    let context = match map.remove(context_field) {
+        None => ContextMember::Absent,
+        Some(v) => ContextMember::Parsed(v, context_text),
+    };
     Ok((map, context))
+}
+
+/// The top-level members of a JSON object, values unparsed; equal names keep the last value.
+/// Borrowed names fail on an escape, which sends the body to the whole parse.
+type TopLevel<'t> = BTreeMap<&'t str, &'t RawValue>;
+
+/// [`parse_trigger_body`]'s first path, or `None` for the whole parse.
+// Out of line so that profiles name it (scripts/instructions.sh).
+#[inline(never)]
+fn members_parse(text: &str, context_field: &str) -> Option<(Map<String, Value>, ContextMember)> {
+    if text.as_bytes().get(skip_space(text.as_bytes(), 0)) != Some(&b'{') {
+        return None;
+    }
+    let top: TopLevel<'_> = serde_json::from_str(text).ok()?;
+    let mut fields = Map::new();
+    let mut context = ContextMember::Absent;
+    for (name, raw) in top {
+        let value = raw.get();
+        if name == context_field && value.starts_with('{') {
+            context = ContextMember::Text(InitialContext::from_text(value)?);
+        } else if name == context_field {
+            context = ContextMember::Parsed(serde_json::from_str(value).ok()?, None);
+        } else {
+            fields.insert(name.to_owned(), serde_json::from_str(value).ok()?);
+        }
+    }
+    Some((fields, context))
 }
 
 /// An empty body, then one UTF-8 check over the whole body (a parse that trusts it is then
@@ -385,6 +429,29 @@ mod tests {
         assert_eq!(m["name"], "Sof\u{ed}a");
     }
 
+    /// The text a run would store for the member, when it is the one sent.
+    fn sent_text(member: &ContextMember) -> Option<String> {
+        match member {
+            ContextMember::Text(c) => Some(c.text().to_string()),
+            ContextMember::Parsed(_, t) => t.as_deref().map(str::to_owned),
+            ContextMember::Absent => None,
+        }
+    }
+
+    /// The member's value, built.
+    fn context_value(member: &ContextMember) -> Option<Value> {
+        match member {
+            ContextMember::Text(c) => Some(Value::Object(c.map().clone())),
+            ContextMember::Parsed(v, _) => Some(v.clone()),
+            ContextMember::Absent => None,
+        }
+    }
+
+    fn text_of(body: &str, field: &str) -> Option<String> {
+        let (_, member) = parse_trigger_body(body.as_bytes(), field).unwrap();
+        sent_text(&member)
+    }
+
     #[test]
     fn a_trigger_body_parses_as_the_plain_parse_does_and_keeps_its_context_text() {
         let bodies: &[&str] = &[
@@ -400,48 +467,60 @@ mod tests {
             r#"{"initial_context":{"a":1}"#,
             r#"[{"initial_context":{}}]"#,
             r#"{"initial_context":{"a":1}} 5"#,
+            r#"{"initial_context":{"n":-0,"m":100000000000000000000,"x":"\n\"\\","d":{"d":{"a":1,"a":2}}},"metadata":{"k":[1,2]},"phone_number":"+1"}"#,
+            r#"{"initial_context":{"e":2.5E3,"big":1e308}}"#,
+            r#"{"initial\u005fcontext":{"a":1},"initial_context":{"b":2}}"#,
+            r#"{"initial_context":{"a":1,"a":"\u00e9"}}"#,
+            r#"{"initial_context":{"a":01}}"#,
+            r#"{"initial_context":{"a":"tab	inside"}}"#,
+            r#"{"initial_context":{"a":1,}}"#,
+            r#"{"initial_context":[{"a":1}]}"#,
+            r#"{"x":"\ud800","initial_context":{"a":1}}"#,
         ];
         for body in bodies {
             let plain = parse_object(body.as_bytes()).map_err(|e| (e.code, e.detail));
-            let with_text = parse_trigger_body(body.as_bytes(), "initial_context");
-            match (&plain, &with_text) {
-                (Ok(map), Ok((same, text))) => {
-                    assert_eq!(map, same, "{body}");
-                    // Same order of members too (a repeated name keeps its first place).
-                    assert_eq!(
-                        map.keys().collect::<Vec<_>>(),
-                        same.keys().collect::<Vec<_>>(),
-                        "{body}"
-                    );
-                    match text {
-                        Some(t) => assert_eq!(
-                            serde_json::from_str::<Value>(t).ok().as_ref(),
-                            map.get("initial_context"),
-                            "{body}"
-                        ),
-                        None => assert!(
-                            !map.get("initial_context").is_some_and(Value::is_object),
-                            "{body}"
-                        ),
+            let split = parse_trigger_body(body.as_bytes(), "initial_context");
+            match (&plain, &split) {
+                (Ok(map), Ok((fields, member))) => {
+                    // The other members as the plain parse has them (their order is not kept:
+                    // the body's members are only looked up by name).
+                    let mut others = map.clone();
+                    let context = others.remove("initial_context");
+                    assert_eq!(&others, fields, "{body}");
+                    assert_eq!(context_value(member), context, "{body}");
+                    // Text kept for a context parses to it (some objects keep none, below).
+                    if let Some(t) = sent_text(member) {
+                        assert_eq!(serde_json::from_str::<Value>(&t).ok(), context, "{body}");
                     }
                 }
                 (Err(e), Err(f)) => assert_eq!(e, &(f.code.clone(), f.detail.clone()), "{body}"),
-                _ => panic!("{body}: {plain:?} against {:?}", with_text.is_ok()),
+                _ => panic!("{body}: {plain:?} against {:?}", split.is_ok()),
             }
         }
-        let (_, text) = parse_trigger_body(bodies[1].as_bytes(), "initial_context").unwrap();
-        assert_eq!(text, Some(r#"{ "name" : "Jos\u00e9", "n": 2.50 }"#));
-        let (_, text) = parse_trigger_body(bodies[2].as_bytes(), "initial_context").unwrap();
-        assert_eq!(text, Some(r#"{"b":2}"#), "the last of a repeated member");
-        let (_, text) = parse_trigger_body(bodies[5].as_bytes(), "initial_context").unwrap();
-        assert_eq!(text, None, "only a top-level member");
+        let (_, member) = parse_trigger_body(bodies[0].as_bytes(), "initial_context").unwrap();
+        assert!(
+            matches!(member, ContextMember::Text(_)),
+            "a plain context is kept as text, unparsed: {member:?}"
+        );
+        assert_eq!(
+            text_of(bodies[1], "initial_context").as_deref(),
+            Some(r#"{ "name" : "Jos\u00e9", "n": 2.50 }"#)
+        );
+        assert_eq!(
+            text_of(bodies[2], "initial_context").as_deref(),
+            Some(r#"{"b":2}"#),
+            "the last of a repeated member"
+        );
+        assert_eq!(
+            text_of(bodies[5], "initial_context"),
+            None,
+            "only a top-level member"
+        );
         // Braces, brackets, quotes and backslashes inside strings are text, not structure.
         let tricky = r#"{"a":"}{\"","initial_context":{"s":"x\\","t":["]",{"u":"\"}"}]},"z":[1,{"q":"{"}],"w":true}"#;
-        let (map, text) = parse_trigger_body(tricky.as_bytes(), "initial_context").unwrap();
-        assert_eq!(text, Some(r#"{"s":"x\\","t":["]",{"u":"\"}"}]}"#));
         assert_eq!(
-            serde_json::from_str::<Value>(text.unwrap()).unwrap(),
-            map["initial_context"]
+            text_of(tricky, "initial_context").as_deref(),
+            Some(r#"{"s":"x\\","t":["]",{"u":"\"}"}]}"#)
         );
         for (body, expected) in [
             (r#"{"initial_context":{},"x":12.5e3}"#, Some("{}")),
@@ -453,18 +532,25 @@ mod tests {
                 r#"{"x":false , "initial_context":{"a":[]} }"#,
                 Some(r#"{"a":[]}"#),
             ),
+            // A context that the plain parse had to settle keeps its text too.
+            (r#"{"initial_context":{"e":2.5E3}}"#, Some(r#"{"e":2.5E3}"#)),
             // An escaped name might spell the member: no text rather than the wrong one.
             (
                 r#"{"initial_context":{"a":1},"initial\u005fcontext":{"b":2}}"#,
                 None,
             ),
         ] {
-            let (_, text) = parse_trigger_body(body.as_bytes(), "initial_context").unwrap();
-            assert_eq!(text, expected, "{body}");
+            assert_eq!(
+                text_of(body, "initial_context").as_deref(),
+                expected,
+                "{body}"
+            );
         }
         let outbound = r#"{"agent_id":1,"variables":{"v":"x"}}"#;
-        let (_, text) = parse_trigger_body(outbound.as_bytes(), "variables").unwrap();
-        assert_eq!(text, Some(r#"{"v":"x"}"#));
+        assert_eq!(
+            text_of(outbound, "variables").as_deref(),
+            Some(r#"{"v":"x"}"#)
+        );
     }
 
     #[test]

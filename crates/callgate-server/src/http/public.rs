@@ -477,7 +477,7 @@ async fn accept(
         });
     }
 
-    let (map, context_text) = parse_trigger_body(body, call.flavor.context_field())?;
+    let (map, context) = parse_trigger_body(body, call.flavor.context_field())?;
     let agent = match (agent, call.shape) {
         (Some(a), _) => a,
         (None, Shape::Outbound) => match map.get("agent_id") {
@@ -515,7 +515,7 @@ async fn accept(
         flavor: call.flavor,
         key: key.clone(),
         body: map,
-        context_text: context_text.map(Box::from),
+        context,
         dry_run,
     };
     let prepared = prepare(state, req).await?;
