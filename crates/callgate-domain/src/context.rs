@@ -254,12 +254,6 @@ impl PartialEq for InitialContext {
     }
 }
 
-impl From<Map<String, Value>> for InitialContext {
-    fn from(map: Map<String, Value>) -> Self {
-        Self::new(map)
-    }
-}
-
 /// The length of `value` as compact JSON (what serde_json writes), counted without writing it
 /// (every accepted trigger is measured, and serialising to count cost as much as the
 /// serialisation the store makes later), or `TooDeep` past `max_depth` (the value itself is

@@ -215,6 +215,14 @@ impl Writer {
         self.failed.load(Ordering::Acquire)
     }
 
+    /// The error every write gets once a flush of the WAL has failed.
+    pub fn refusing(&self) -> StoreResult<()> {
+        if self.failed() {
+            return Err(StoreError::Unavailable(WRITES_STOPPED.into()));
+        }
+        Ok(())
+    }
+
     pub async fn submit<T, F>(&self, savepoint: bool, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -227,9 +235,7 @@ impl Writer {
             result: None,
             reply,
         };
-        if self.failed() {
-            return Err(StoreError::Unavailable(WRITES_STOPPED.into()));
-        }
+        self.refusing()?;
         self.tx
             .send(Box::new(job))
             .map_err(|_| StoreError::Unavailable("writer thread stopped".into()))?;

@@ -101,16 +101,6 @@ impl SqliteStore {
         self.writer.submit(false, f).await
     }
 
-    /// An error once the writer refuses every write (a flush of the WAL failed).
-    fn writer_ok(&self) -> StoreResult<()> {
-        if self.writer.failed() {
-            return Err(StoreError::Unavailable(
-                "the database could not be flushed to disk; restart callgate".into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// Runs `f` on a pooled read connection.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where

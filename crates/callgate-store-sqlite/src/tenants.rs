@@ -131,7 +131,7 @@ fn on_capacity_str(o: OnCapacity) -> &'static str {
 impl TenantStore for SqliteStore {
     async fn is_empty(&self) -> StoreResult<bool> {
         // Readiness asks this: a store that refuses every write is not ready.
-        self.writer_ok()?;
+        self.writer.refusing()?;
         self.read(|c| {
             let n: i64 = c
                 .query_row("SELECT COUNT(*) FROM organizations", [], |r| r.get(0))
