@@ -188,6 +188,7 @@ impl App {
         let stop = Arc::new(Notify::new());
         let mut workers = Vec::new();
         if state.config.run_worker {
+            crate::worker::dispatcher::settle_previous_process(&state).await;
             // Announce this node before it takes any lease, so no peer mistakes its first
             // claims for orphans.
             if let Err(e) = state

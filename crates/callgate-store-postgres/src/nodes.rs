@@ -38,6 +38,24 @@ pub async fn orphaned_runs<C: GenericClient>(
     .collect()
 }
 
+/// Live runs leased by `node`.
+pub async fn runs_leased_to<C: GenericClient>(
+    c: &C,
+    node: &str,
+) -> StoreResult<Vec<(RunId, String)>> {
+    rows(
+        c,
+        "SELECT id, status FROM runs
+         WHERE status IN ('dialing', 'ringing', 'in_progress') AND lease_owner = $1
+         ORDER BY id",
+        &[&node],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+    .collect()
+}
+
 /// Runs that were live when a previous process stopped (dialing, ringing, in progress).
 pub async fn live_runs<C: GenericClient>(c: &C) -> StoreResult<Vec<(RunId, String)>> {
     rows(

@@ -262,6 +262,11 @@ impl RunStore for PgStore {
         crate::nodes::orphaned_runs(&c, stale_before).await
     }
 
+    async fn runs_leased_to(&self, node: &str) -> StoreResult<Vec<(RunId, String)>> {
+        let c = self.client().await?;
+        crate::nodes::runs_leased_to(&c, node).await
+    }
+
     async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
         let c = self.client().await?;
         exec(

@@ -843,6 +843,24 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn runs_leased_to(&self, node: &str) -> StoreResult<Vec<(RunId, String)>> {
+        let node = node.to_owned();
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, status FROM runs INDEXED BY runs_live_org
+                     WHERE dialed_at IS NOT NULL AND ended_at IS NULL AND lease_owner = ?1
+                     ORDER BY id",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([node], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+        .await
+    }
+
     async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
         self.write(move |c| {
             let n = c

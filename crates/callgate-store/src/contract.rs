@@ -78,6 +78,7 @@ macro_rules! store_contract_tests {
             concurrent_updates_of_one_run_apply_once,
             live_runs_and_queue_counts_follow_the_statuses,
             runs_of_silent_nodes_are_orphans,
+            the_live_runs_leased_to_a_node_are_listed,
         );
     };
     (@each $harness:path; $($name:ident),* $(,)?) => {

@@ -194,6 +194,10 @@ pub trait RunStore: Send + Sync {
     /// Live runs leased by nodes not heard from since `stale_before` (a crashed node's calls),
     /// with their status, so a surviving node can settle them (SPEC §8.3).
     async fn orphaned_runs(&self, stale_before: Timestamp) -> StoreResult<Vec<(RunId, String)>>;
+    /// Live runs leased by `node`, with their status. A process starting under a node id asks
+    /// this before its first heartbeat: what it finds was left by an earlier process with the
+    /// same id, which nobody else settles, as the id looks alive again once it heartbeats.
+    async fn runs_leased_to(&self, node: &str) -> StoreResult<Vec<(RunId, String)>>;
     /// Deletes idempotency records older than `before`.
     async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
 }

@@ -402,6 +402,22 @@ pub async fn reap_orphans(state: &AppState) {
             return;
         }
     };
+    settle_orphans(state, orphans);
+}
+
+/// Settles the runs an earlier process under this node's id left live. Asked before the
+/// node's first heartbeat: from then on the id looks alive, so the reaper (above) would never
+/// take them, and they would hold their organisation's concurrency slots for good. Node ids
+/// must be unique among running processes (README), so what is leased to this id now can only
+/// be an earlier process's.
+pub async fn settle_previous_process(state: &AppState) {
+    match state.store.runs_leased_to(&state.config.node_id).await {
+        Ok(runs) => settle_orphans(state, runs),
+        Err(e) => tracing::warn!(error = %e, "cannot list the runs an earlier process left live"),
+    }
+}
+
+fn settle_orphans(state: &AppState, orphans: Vec<(i64, String)>) {
     for (run_id, status) in orphans {
         let reason = if status == "dialing" {
             "dial_unknown"

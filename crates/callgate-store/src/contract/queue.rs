@@ -398,3 +398,55 @@ pub async fn runs_of_silent_nodes_are_orphans(store: Arc<dyn Store>) {
     store.heartbeat("node-a", t(30)).await.unwrap();
     assert_eq!(orphans(t(21)).await, vec![unleased.id]);
 }
+
+pub async fn the_live_runs_leased_to_a_node_are_listed(store: Arc<dyn Store>) {
+    let w = world(store.as_ref(), "acme").await;
+    let a = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(1)).await;
+    let b = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(2)).await;
+    let ended = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(3)).await;
+    let other = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(4)).await;
+    // Never claimed: queued runs have no lease, and are not listed.
+    let _queued = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(5)).await;
+    assert_eq!(
+        ids(&store
+            .claim_runs(w.config.id, 3, "node-a", t(10))
+            .await
+            .unwrap()),
+        vec![a.id, b.id, ended.id]
+    );
+    assert_eq!(
+        ids(&store
+            .claim_runs(w.config.id, 1, "node-b", t(10))
+            .await
+            .unwrap()),
+        vec![other.id]
+    );
+    apply(
+        store.as_ref(),
+        b.id,
+        CallSignal::Answered { answered_by: None },
+        t(11),
+    )
+    .await;
+    apply(
+        store.as_ref(),
+        ended.id,
+        signal_ended(Outcome::Completed, "agent_hangup"),
+        t(11),
+    )
+    .await;
+    // A heartbeat of the same id changes nothing: the id, not its liveness, is asked.
+    store.heartbeat("node-a", t(12)).await.unwrap();
+    assert_eq!(
+        store.runs_leased_to("node-a").await.unwrap(),
+        vec![
+            (a.id, "dialing".to_owned()),
+            (b.id, "in_progress".to_owned())
+        ]
+    );
+    assert_eq!(
+        store.runs_leased_to("node-b").await.unwrap(),
+        vec![(other.id, "dialing".to_owned())]
+    );
+    assert!(store.runs_leased_to("node-c").await.unwrap().is_empty());
+}
