@@ -216,9 +216,9 @@ impl App {
             state.clone(),
             stop.clone(),
         )));
-        let router = crate::http::router(state.clone());
+        let service = crate::http::service(state.clone());
         let served = if state.config.run_api {
-            axum::serve(self.listener, router)
+            axum::serve(self.listener, axum::ServiceExt::into_make_service(service))
                 .with_graceful_shutdown(shutdown)
                 .await
         } else {
