@@ -78,57 +78,6 @@ async fn all_runs(http: &reqwest::Client, base: &str, key: &str) -> Vec<Seen> {
     }
 }
 
-/// Lifts the concurrency limits and makes the bootstrap simulator configuration's calls short
-/// and paced at `CALLS_PER_SECOND`.
-async fn configure_sqlite_node(http: &reqwest::Client, base: &str, key: &str) {
-    let settings = send(
-        http.get(format!("{base}/api/v1/organizations/settings"))
-            .header("X-API-Key", key),
-    )
-    .await;
-    let org_id = settings.body["organization_id"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no organization_id: {}", settings.text));
-    let r = send(
-        http.put(format!(
-            "{base}/api/v1/admin/organizations/{org_id}/settings"
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"max_concurrent_calls": 100_000, "max_queued_calls": 1_000_000})),
-    )
-    .await;
-    assert_eq!(
-        r.status, 200,
-        "lifting the organisation's limits: {}",
-        r.text
-    );
-    let configs = send(
-        http.get(format!("{base}/api/v1/organizations/telephony-configs"))
-            .header("X-API-Key", key),
-    )
-    .await;
-    let config_id = configs
-        .body
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["provider"] == "simulator")
-        .and_then(|c| c["id"].as_i64())
-        .unwrap_or_else(|| panic!("no simulator configuration: {}", configs.text));
-    let r = send(
-        http.put(format!(
-            "{base}/api/v1/organizations/telephony-configs/{config_id}"
-        ))
-        .header("X-API-Key", key)
-        .json(&json!({
-            "calls_per_second": CALLS_PER_SECOND,
-            "credentials": {"ring_ms": 100, "talk_ms": 400},
-        })),
-    )
-    .await;
-    assert_eq!(r.status, 200, "configuring the simulator: {}", r.text);
-}
-
 /// What one connection of the load saw.
 #[derive(Default)]
 struct Answers {
@@ -218,7 +167,16 @@ async fn kill_under_load_and_restart(first_id: &str, second_id: &str, settled: S
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    configure_sqlite_node(&http, &first.base, &key).await;
+    // Calls short and paced at CALLS_PER_SECOND; no organisation limit in the way.
+    configure(
+        &http,
+        &first.base,
+        &key,
+        json!({"ring_ms": 100, "talk_ms": 400}),
+        f64::from(CALLS_PER_SECOND),
+        json!({"max_concurrent_calls": 100_000, "max_queued_calls": 1_000_000}),
+    )
+    .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..CONNECTIONS)

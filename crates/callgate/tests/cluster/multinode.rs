@@ -214,11 +214,10 @@ async fn three_nodes_share_the_limits_and_survive_the_loss_of_one() {
         &http,
         &a.base,
         &key,
-        &db,
         json!({"ring_ms": 20, "talk_ms": 400,
                "rules": [{"match": format!("{PHASE2_PREFIX}*"), "outcome": "completed", "talk_ms": 3000}]}),
         CPS as f64,
-        ORG_LIMIT as u32,
+        json!({"max_concurrent_calls": ORG_LIMIT}),
     )
     .await;
     let mut b = Node::start(NodeSpec {

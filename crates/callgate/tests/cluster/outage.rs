@@ -145,10 +145,9 @@ async fn losing_the_database_is_503_and_the_node_recovers_without_losing_runs() 
         &http,
         &node.base,
         &key,
-        &db,
         json!({"ring_ms": 20, "talk_ms": 2500}),
         50.0,
-        10,
+        json!({"max_concurrent_calls": 10}),
     )
     .await;
 

@@ -287,25 +287,38 @@ pub async fn trigger(
     .await
 }
 
-/// Points the organisation's only (simulator) configuration at `credentials` and `cps`, and
-/// sets the organisation's concurrency limit, through the API of `base`.
+/// Points the organisation's (first) simulator configuration at `credentials` and `cps`, and
+/// applies `org_settings` (instance admin settings such as `max_concurrent_calls`), through
+/// the API of `base`.
 pub async fn configure(
     http: &reqwest::Client,
     base: &str,
     key: &str,
-    db: &tokio_postgres::Client,
     credentials: Value,
     cps: f64,
-    org_max_live: u32,
+    org_settings: Value,
 ) {
-    let row = db
-        .query_one(
-            "SELECT id, org_id FROM telephony_configs ORDER BY id LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (config_id, org_id): (i64, i64) = (row.get(0), row.get(1));
+    let settings = send(
+        http.get(format!("{base}/api/v1/organizations/settings"))
+            .header("X-API-Key", key),
+    )
+    .await;
+    let org_id = settings.body["organization_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no organization_id: {}", settings.text));
+    let configs = send(
+        http.get(format!("{base}/api/v1/organizations/telephony-configs"))
+            .header("X-API-Key", key),
+    )
+    .await;
+    let config_id = configs
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["provider"] == "simulator")
+        .and_then(|c| c["id"].as_i64())
+        .unwrap_or_else(|| panic!("no simulator configuration: {}", configs.text));
     let r = send(
         http.put(format!(
             "{base}/api/v1/organizations/telephony-configs/{config_id}"
@@ -320,10 +333,14 @@ pub async fn configure(
             "{base}/api/v1/admin/organizations/{org_id}/settings"
         ))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"max_concurrent_calls": org_max_live})),
+        .json(&org_settings),
     )
     .await;
-    assert_eq!(r.status, 200, "setting the concurrency limit: {}", r.text);
+    assert_eq!(
+        r.status, 200,
+        "setting the organisation's limits: {}",
+        r.text
+    );
 }
 
 /// A plain connection to the test database, for assertions.
