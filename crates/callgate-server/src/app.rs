@@ -162,6 +162,12 @@ impl App {
             dials_in_flight: AtomicUsize::new(0),
             providers: Mutex::new(HashMap::new()),
         });
+        // Before the node says it listens: a start refused here is an error and an exit.
+        if state.config.run_worker {
+            crate::worker::dispatcher::take_node_id(&state)
+                .await
+                .map_err(anyhow_like::Error)?;
+        }
         Ok(Self {
             listener,
             state,
@@ -188,7 +194,6 @@ impl App {
         let stop = Arc::new(Notify::new());
         let mut workers = Vec::new();
         if state.config.run_worker {
-            crate::worker::dispatcher::settle_previous_process(&state).await;
             // Announce this node before it takes any lease, so no peer mistakes its first
             // claims for orphans.
             if let Err(e) = state

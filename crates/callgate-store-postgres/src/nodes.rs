@@ -18,6 +18,18 @@ pub async fn heartbeat<C: GenericClient>(c: &C, node: &str, now: Timestamp) -> S
     .map(|_| ())
 }
 
+pub async fn node_last_seen<C: GenericClient>(c: &C, node: &str) -> StoreResult<Option<Timestamp>> {
+    rows(
+        c,
+        "SELECT last_seen FROM nodes WHERE node_id = $1",
+        &[&node],
+    )
+    .await?
+    .first()
+    .map(|r| get(r, 0))
+    .transpose()
+}
+
 /// Live runs whose lease owner has not been heard from since `stale_before`, or that have no
 /// lease owner at all.
 pub async fn orphaned_runs<C: GenericClient>(

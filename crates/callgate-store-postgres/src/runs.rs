@@ -257,6 +257,11 @@ impl RunStore for PgStore {
         crate::nodes::heartbeat(&c, node, now).await
     }
 
+    async fn node_last_seen(&self, node: &str) -> StoreResult<Option<Timestamp>> {
+        let c = self.client().await?;
+        crate::nodes::node_last_seen(&c, node).await
+    }
+
     async fn orphaned_runs(&self, stale_before: Timestamp) -> StoreResult<Vec<(RunId, String)>> {
         let c = self.client().await?;
         crate::nodes::orphaned_runs(&c, stale_before).await

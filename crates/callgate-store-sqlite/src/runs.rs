@@ -824,6 +824,20 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn node_last_seen(&self, node: &str) -> StoreResult<Option<Timestamp>> {
+        let node = node.to_owned();
+        self.read(move |c| {
+            let seen: Option<i64> = c
+                .prepare_cached("SELECT last_seen FROM nodes WHERE node_id = ?1")
+                .map_err(db_err)?
+                .query_row([node], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            Ok(opt_ts(seen))
+        })
+        .await
+    }
+
     async fn orphaned_runs(&self, stale_before: Timestamp) -> StoreResult<Vec<(RunId, String)>> {
         self.read(move |c| {
             let mut st = c

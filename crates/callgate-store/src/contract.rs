@@ -79,6 +79,7 @@ macro_rules! store_contract_tests {
             live_runs_and_queue_counts_follow_the_statuses,
             runs_of_silent_nodes_are_orphans,
             the_live_runs_leased_to_a_node_are_listed,
+            a_nodes_last_heartbeat_reads_back,
         );
     };
     (@each $harness:path; $($name:ident),* $(,)?) => {

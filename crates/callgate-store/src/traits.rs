@@ -191,6 +191,9 @@ pub trait RunStore: Send + Sync {
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>>;
     /// Records that `node` is alive (its leases stay its own).
     async fn heartbeat(&self, node: &str, now: Timestamp) -> StoreResult<()>;
+    /// When `node` last heartbeat, if ever. A process starting under an id asks twice, a few
+    /// heartbeats apart: a value that moved means another running process holds the id.
+    async fn node_last_seen(&self, node: &str) -> StoreResult<Option<Timestamp>>;
     /// Live runs leased by nodes not heard from since `stale_before` (a crashed node's calls),
     /// with their status, so a surviving node can settle them (SPEC §8.3).
     async fn orphaned_runs(&self, stale_before: Timestamp) -> StoreResult<Vec<(RunId, String)>>;

@@ -405,16 +405,49 @@ pub async fn reap_orphans(state: &AppState) {
     settle_orphans(state, orphans);
 }
 
-/// Settles the runs an earlier process under this node's id left live. Asked before the
-/// node's first heartbeat: from then on the id looks alive, so the reaper (above) would never
-/// take them, and they would hold their organisation's concurrency slots for good. Node ids
-/// must be unique among running processes (README), so what is leased to this id now can only
-/// be an earlier process's.
-pub async fn settle_previous_process(state: &AppState) {
-    match state.store.runs_leased_to(&state.config.node_id).await {
-        Ok(runs) => settle_orphans(state, runs),
-        Err(e) => tracing::warn!(error = %e, "cannot list the runs an earlier process left live"),
+/// How often a running node heartbeats (the maintenance loop's tick).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Takes this node's id before the node dispatches anything: refuses an id another running
+/// process holds, then settles the runs an earlier process under this id left live.
+///
+/// A heartbeat of this id younger than `NODE_STALE` is either this process's predecessor,
+/// stopped moments ago (a quick restart), or a running peer given the same id by mistake.
+/// A running peer heartbeats every second, so the id is read again a few heartbeats later:
+/// had it moved, this node would settle the peer's live calls as its own leftovers and both
+/// would keep each other's leases alive, so it does not start. Any store error here stops
+/// the start too: a node that could not settle its predecessor's calls would leave them live
+/// for good (the reaper never takes the runs of an id that heartbeats).
+pub async fn take_node_id(state: &AppState) -> Result<(), String> {
+    let id = &state.config.node_id;
+    let read = || async {
+        state
+            .store
+            .node_last_seen(id)
+            .await
+            .map_err(|e| format!("cannot read the heartbeat of node id {id}: {e}"))
+    };
+    let seen = read().await?;
+    let recent = seen.is_some_and(|t| {
+        state.clock.now().duration_since(t)
+            < jiff::SignedDuration::try_from(NODE_STALE).unwrap_or(jiff::SignedDuration::ZERO)
+    });
+    if recent {
+        tokio::time::sleep(HEARTBEAT * 5 / 2).await;
+        if read().await? != seen {
+            return Err(format!(
+                "node id {id} is in use: another running process heartbeats under it; \
+                 give each process its own id (--node-id or CALLGATE_NODE_ID)"
+            ));
+        }
     }
+    let runs = state
+        .store
+        .runs_leased_to(id)
+        .await
+        .map_err(|e| format!("cannot list the runs an earlier process left live: {e}"))?;
+    settle_orphans(state, runs);
+    Ok(())
 }
 
 fn settle_orphans(state: &AppState, orphans: Vec<(i64, String)>) {

@@ -3,11 +3,10 @@
 
 use crate::app::AppState;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Notify;
 
 pub async fn run(state: Arc<AppState>, stop: Arc<Notify>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(crate::worker::dispatcher::HEARTBEAT);
     let mut n: u64 = 0;
     loop {
         tokio::select! {

@@ -450,3 +450,27 @@ pub async fn the_live_runs_leased_to_a_node_are_listed(store: Arc<dyn Store>) {
     );
     assert!(store.runs_leased_to("node-c").await.unwrap().is_empty());
 }
+
+pub async fn a_nodes_last_heartbeat_reads_back(store: Arc<dyn Store>) {
+    // Stores keep microseconds; the fixture instants carry nanoseconds.
+    let seen = |node: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .node_last_seen(node)
+                .await
+                .unwrap()
+                .map(|t| t.as_microsecond())
+        }
+    };
+    let at = |secs| Some(t(secs).as_microsecond());
+    assert_eq!(seen("node-a").await, None);
+    store.heartbeat("node-a", t(10)).await.unwrap();
+    store.heartbeat("node-b", t(11)).await.unwrap();
+    assert_eq!(seen("node-a").await, at(10));
+    // Each id has its own time, and a later heartbeat replaces the earlier one.
+    store.heartbeat("node-a", t(12)).await.unwrap();
+    assert_eq!(seen("node-a").await, at(12));
+    assert_eq!(seen("node-b").await, at(11));
+    assert_eq!(seen("node-c").await, None);
+}

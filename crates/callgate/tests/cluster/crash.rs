@@ -154,8 +154,7 @@ async fn a_sqlite_node_killed_under_load_and_replaced_by_a_new_id_loses_nothing(
 /// and checks what every run became.
 async fn kill_under_load_and_restart(first_id: &str, second_id: &str, settled: Settled) {
     let started = Instant::now();
-    let data = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", data.path().join("callgate.db").display());
+    let (_data, url) = sqlite_database();
     let mut first = Node::start(NodeSpec {
         node_id: first_id,
         database_url: &url,
@@ -163,10 +162,7 @@ async fn kill_under_load_and_restart(first_id: &str, second_id: &str, settled: S
         env: vec![],
     });
     let (key, path) = first.first_start_credentials();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = http_client();
     // Calls short and paced at CALLS_PER_SECOND; no organisation limit in the way.
     configure(
         &http,

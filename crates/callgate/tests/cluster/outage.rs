@@ -8,42 +8,7 @@ use crate::support::*;
 use callgate_store_postgres::scratch::ScratchDatabase;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Starts `callgate serve` on `database_url`, which must make it exit with an error within
-/// 30 s; returns its stderr.
-async fn start_must_fail(database_url: &str, env: &[(&str, &str)]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callgate"));
-    cmd.args(["serve", "--bind", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("CALLGATE_CONFIG")
-        .env_remove("CALLGATE_DATABASE_TIMEOUT")
-        .env("CALLGATE_DATA_DIR", dir.path())
-        .env("CALLGATE_DATABASE_URL", database_url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("callgate kept running without its database");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let out = child.wait_with_output().unwrap();
-    assert!(!status.success(), "exit status {status}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[tokio::test]
 async fn an_unreachable_database_at_start_is_a_clear_error_and_a_non_zero_exit() {

@@ -271,6 +271,56 @@ pub async fn send(req: reqwest::RequestBuilder) -> Resp {
     }
 }
 
+/// Starts `callgate serve` on `database_url` with `env`, which must make it exit with an error
+/// within 30 s; returns its stderr.
+pub async fn start_must_fail(database_url: &str, env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callgate"));
+    for var in INHERITED {
+        cmd.env_remove(var);
+    }
+    cmd.args(["serve", "--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("CALLGATE_DATA_DIR", dir.path())
+        .env("CALLGATE_DATABASE_URL", database_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("callgate kept running; it was expected to refuse to start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.success(), "exit status {status}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh SQLite database file in a temporary directory (removed when dropped), and its URL.
+pub fn sqlite_database() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("callgate.db").display());
+    (dir, url)
+}
+
+/// The tests' HTTP client: no request waits more than 10 s.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 /// POST to a production trigger URL of `base`.
 pub async fn trigger(
     http: &reqwest::Client,
