@@ -127,6 +127,44 @@ impl RunStore for PgStore {
         load_run_where(&c, "call_id = $1 AND org_id = $2", &[&call_id, &org]).await
     }
 
+    async fn cancel_run(&self, org: OrgId, call_id: Uuid, at: Timestamp) -> StoreResult<Cancel> {
+        let c = self.client().await?;
+        // One statement: its row lock orders it with the claims (which lock and re-check
+        // `status = 'queued'`), so a run is canceled or claimed, never both.
+        let canceled = opt_row(
+            &c,
+            "WITH old AS (
+                 SELECT id, status FROM runs
+                 WHERE call_id = $1 AND org_id = $2 AND status IN ('queued', 'scheduled')
+                 FOR UPDATE
+             ),
+             c AS (
+                 UPDATE runs r SET status = 'ended', outcome = 'canceled', ended_reason = $3,
+                     ended_at = $4, lease_owner = NULL
+                 FROM old WHERE r.id = old.id
+                 RETURNING r.id, r.attempt, old.status AS was
+             ),
+             e AS (
+                 INSERT INTO run_events (run_id, seq, status, at, attempt, provider_status, detail)
+                 SELECT c.id,
+                        COALESCE((SELECT MAX(x.seq) FROM run_events x WHERE x.run_id = c.id), 0) + 1,
+                        'ended', $4, c.attempt, NULL, $5
+                 FROM c
+             )
+             SELECT was FROM c",
+            &[&call_id, &org, &CANCELED_REASON, &ts(at), &CANCELED_DETAIL],
+        )
+        .await?;
+        let run = load_run_where(&c, "call_id = $1 AND org_id = $2", &[&call_id, &org]).await?;
+        Ok(match canceled {
+            Some(row) => Cancel::Canceled {
+                run,
+                was: status_of(&get::<String>(&row, 0)?),
+            },
+            None => Cancel::NotCancelable(run),
+        })
+    }
+
     async fn list_runs(&self, org: OrgId, f: &RunFilter) -> StoreResult<Vec<Run>> {
         let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE org_id = $1");
         let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(org)];

@@ -652,6 +652,49 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn cancel_run(&self, org: OrgId, call_id: Uuid, at: Timestamp) -> StoreResult<Cancel> {
+        let entry = EventText::new(at, None, Some(CANCELED_DETAIL));
+        // In the writer, so between claims: a run is canceled or claimed, never both.
+        self.write(move |c| {
+            let (id, status, attempt): (RunId, String, u32) = c
+                .prepare_cached(
+                    "SELECT id, status, attempt FROM runs WHERE call_id = ?1 AND org_id = ?2",
+                )
+                .map_err(db_err)?
+                .query_row(params![call_id.to_string(), org], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(db_err)?;
+            let status = status_of(&status);
+            if !matches!(status, RunStatus::Queued | RunStatus::Scheduled) {
+                let run = load_run_where(c, "id = ?1", [id])?;
+                return Ok(Cancel::NotCancelable(run));
+            }
+            // A run never dialled holds no live slot and no kept lifecycle state (`Claims`).
+            exec_cached(
+                c,
+                concat!(
+                    "UPDATE runs SET status = 'ended', outcome = 'canceled', ended_reason = ?2,
+                     ended_at = ?3, lease_owner = NULL, events = ",
+                    append_event!("?4"),
+                    " WHERE id = ?1"
+                ),
+                params![
+                    id,
+                    CANCELED_REASON,
+                    ts(at),
+                    entry.text(RunStatus::Ended, attempt)
+                ],
+            )
+            .map_err(db_err)?;
+            Ok(Cancel::Canceled {
+                run: load_run_where(c, "id = ?1", [id])?,
+                was: status,
+            })
+        })
+        .await
+    }
+
     async fn list_runs(&self, org: OrgId, f: &RunFilter) -> StoreResult<Vec<Run>> {
         let f = f.clone();
         self.read(move |c| {

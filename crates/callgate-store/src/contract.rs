@@ -80,6 +80,8 @@ macro_rules! store_contract_tests {
             runs_of_silent_nodes_are_orphans,
             the_live_runs_leased_to_a_node_are_listed,
             a_nodes_last_heartbeat_reads_back,
+            a_run_not_yet_dialled_is_canceled_once_and_never_claimed,
+            cancels_racing_claims_never_share_a_run,
         );
     };
     (@each $harness:path; $($name:ident),* $(,)?) => {

@@ -428,6 +428,21 @@ impl RunUpdate {
     }
 }
 
+/// What `cancel_run` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancel {
+    /// The run had not been dialled (it `was` queued or scheduled); it is now ended with
+    /// outcome `canceled`.
+    Canceled { run: Run, was: RunStatus },
+    /// The run was already dialling, live or ended (a dispatcher claimed it first); unchanged.
+    NotCancelable(Run),
+}
+
+/// `ended_reason` of a run canceled through the API.
+pub const CANCELED_REASON: &str = "canceled";
+/// The `detail` of its history entry.
+pub const CANCELED_DETAIL: &str = "canceled through the API before it was dialled";
+
 /// The result of applying a `RunUpdate`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppliedUpdate {

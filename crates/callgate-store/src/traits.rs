@@ -187,6 +187,11 @@ pub trait RunStore: Send + Sync {
         &self,
         updates: std::sync::Arc<[(RunId, RunUpdate)]>,
     ) -> StoreResult<Vec<StoreResult<AppliedUpdate>>>;
+    /// Ends a run of `org` that was never dialled (queued or scheduled) as `canceled`, with its
+    /// history entry, atomically with the dispatcher's claims: a run claimed first is
+    /// `NotCancelable`, and a canceled run is never claimed. `NotFound` for another
+    /// organisation's run.
+    async fn cancel_run(&self, org: OrgId, call_id: Uuid, at: Timestamp) -> StoreResult<Cancel>;
     /// Runs that were live when a previous process stopped (dialing, ringing, in progress).
     async fn live_runs(&self) -> StoreResult<Vec<(RunId, String)>>;
     /// Records that `node` is alive (its leases stay its own).

@@ -7,23 +7,24 @@ use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
 use axum::extract::{Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use callgate_domain::lifecycle::{Outcome, RunStatus};
-use callgate_store::RunFilter;
+use callgate_store::{Cancel, Run, RunFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, one, dograh_list, dograh_one))]
+#[openapi(paths(list, one, cancel, dograh_list, dograh_one))]
 pub(crate) struct Docs;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/api/v1/calls", get(list))
         .route("/api/v1/calls/{call_id}", get(one))
+        .route("/api/v1/calls/{call_id}/cancel", post(cancel))
         .route("/api/v1/workflow/{workflow_id}/runs", get(dograh_list))
         .route(
             "/api/v1/workflow/{workflow_id}/runs/{run_id}",
@@ -56,14 +57,80 @@ async fn one(
     Auth(key): Auth,
     Path(call_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id = Uuid::parse_str(&call_id)
-        .map_err(|_| ApiError::not_found(RUN_NOT_FOUND.0, RUN_NOT_FOUND.1))?;
-    let run = s
-        .store
-        .get_run_by_call_id(key.org_id, id)
-        .await
-        .map_err(|e| store_error(e, RUN_NOT_FOUND))?;
+    let run = run_by_call_id(&s, key.org_id, &call_id).await?;
     Ok(Json(views::run_json(&run)))
+}
+
+/// The organisation's run with this `call_id`; `call_not_found` for any other id.
+async fn run_by_call_id(s: &SharedState, org: i64, call_id: &str) -> ApiResult<Run> {
+    let id = Uuid::parse_str(call_id)
+        .map_err(|_| ApiError::not_found(RUN_NOT_FOUND.0, RUN_NOT_FOUND.1))?;
+    s.store
+        .get_run_by_call_id(org, id)
+        .await
+        .map_err(|e| store_error(e, RUN_NOT_FOUND))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/{call_id}/cancel",
+    operation_id = "cancel_call",
+    tag = "Calls",
+    summary = "Cancel a call that has not been dialled",
+    description = "Ends a queued or scheduled run with outcome `canceled` (`ended_reason` \
+        `canceled`); it is never dialled. Once dialling began the run is unchanged and the \
+        answer is 409 `not_cancelable`.",
+    params(
+        ("call_id" = String, Path, format = "uuid", description = "The run's `call_id`"),
+    ),
+    responses(
+        (status = 200, description = "The canceled run (SPEC §4.1)", body = doc::Run),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, description = "`forbidden_scope`: the key's scopes do not cover the run's agent or environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`call_not_found`: no run with this `call_id` in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_cancelable`: dialling began, or the run already ended; `status` is the run's", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
+async fn cancel(
+    State(s): State<SharedState>,
+    Auth(key): Auth,
+    Path(call_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    // A key limited to some agents or environments may cancel only their calls, as it may
+    // only place those.
+    let run = run_by_call_id(&s, key.org_id, &call_id).await?;
+    if !key.scopes.allows_agent(run.agent_id) || !key.scopes.allows_env(run.environment) {
+        return Err(ApiError::forbidden(
+            "forbidden_scope",
+            "API key does not have access to this agent",
+        ));
+    }
+    let now = s.clock.now();
+    match s
+        .store
+        .cancel_run(key.org_id, run.call_id, now)
+        .await
+        .map_err(|e| store_error(e, RUN_NOT_FOUND))?
+    {
+        Cancel::Canceled { run, was } => {
+            s.capacity.ended(run.org_id, run.config_id, was);
+            crate::metrics::run_ended(Outcome::Canceled.as_str());
+            // A `Prefer: wait` trigger of this run on this node hears at once.
+            s.dial_settled(run.id, Err(callgate_store::CANCELED_REASON.to_owned()));
+            Ok(Json(views::run_json(&run)))
+        }
+        Cancel::NotCancelable(run) => Err(ApiError::conflict(
+            "not_cancelable",
+            match run.status {
+                RunStatus::Ended => "The call already ended",
+                _ => "The call can no longer be canceled: dialling began",
+            },
+        )
+        .with_extra("status", json!(run.status.as_str()))),
+    }
 }
 
 #[derive(Deserialize)]

@@ -274,40 +274,16 @@ async fn a_configuration_at_5_calls_per_second_never_starts_more_than_5_dials_in
 
 #[tokio::test]
 async fn raising_a_paced_configurations_rate_dials_its_queue_without_waiting_for_the_old_slot() {
-    // At 0.01 calls per second the slot after the first dial is 100 s away; the dispatcher
-    // learns that from its claim and stops asking until then, unless the rate changes.
-    let app = TestApp::spawn_with(Options {
-        simulator: json!({"ring_ms": 5, "talk_ms": 5}),
-        calls_per_second: 0.01,
-        ..Options::default()
-    })
-    .await;
+    let (app, ids) = crate::support::three_calls_behind_a_slow_rate().await;
     let key = app.tenant.api_key.clone();
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let r = app.trigger(&json!({"phone_number": "+14155550100"})).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        ids.push(r.body["call_id"].as_str().unwrap().to_owned());
-    }
-    app.wait_for_end(&key, &ids[0]).await;
     // Past a few dispatcher passes: the others are held back by pacing.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     for id in &ids[1..] {
         let r = app.get(&format!("/api/v1/calls/{id}"), &key).await;
         assert_eq!(r.body["status"], "queued", "{}", r.text);
     }
-    let put = app
-        .put(
-            &format!(
-                "/api/v1/organizations/telephony-configs/{}",
-                app.tenant.config_id
-            ),
-            &key,
-            &json!({"calls_per_second": 100}),
-        )
-        .await;
-    assert_eq!(put.status, 200, "{}", put.text);
-    assert_eq!(put.body["calls_per_second"], 100.0);
+    let config = crate::support::set_calls_per_second(&app, 100.0).await;
+    assert_eq!(config["calls_per_second"], 100.0);
     // `wait_for_end` gives up after 20 s, long before the old slot.
     for id in &ids[1..] {
         app.wait_for_end(&key, id).await;

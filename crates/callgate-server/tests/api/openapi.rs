@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/telephony/initiate-call"),
     ("GET", "/api/v1/calls"),
     ("GET", "/api/v1/calls/{call_id}"),
+    ("POST", "/api/v1/calls/{call_id}/cancel"),
     ("GET", "/api/v1/workflow/{workflow_id}/runs"),
     ("GET", "/api/v1/workflow/{workflow_id}/runs/{run_id}"),
     ("POST", "/api/v1/workflow/create/definition"),

@@ -3,6 +3,7 @@
 
 use crate::support::{
     assert_problem, create_agent, definition_with_greeting, ok_body, run_of, runs, save_draft,
+    set_calls_per_second, three_calls_behind_a_slow_rate,
 };
 use callgate_testkit::{Options, TestApp, definition_with_trigger};
 use serde_json::{Value, json};
@@ -545,4 +546,103 @@ async fn initiate_call_runs_the_draft_like_the_test_route() {
         .await;
     assert_problem(&r, 422, "invalid_body", "");
     assert_eq!(runs(&app, &t.api_key).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_queued_call_is_canceled_never_dialled_and_frees_its_queue_place() {
+    let (app, mut ids) = three_calls_behind_a_slow_rate().await;
+    let key = app.tenant.api_key.clone();
+    app.admin(
+        reqwest::Method::PUT,
+        &format!("/api/v1/admin/organizations/{}/settings", app.tenant.org_id),
+        &json!({"on_capacity": "queue", "max_queued_calls": 2}),
+    )
+    .await;
+    let queue_full = app.trigger(&json!({"phone_number": "+14155550100"})).await;
+    assert_problem(
+        &queue_full,
+        429,
+        "concurrency_limit_reached",
+        "Concurrent call limit reached",
+    );
+
+    let cancel = |id: &str| format!("/api/v1/calls/{id}/cancel");
+    let r = app.post(&cancel(&ids[1]), &key, &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["call_id"], ids[1].as_str());
+    assert_eq!(r.body["status"], "ended");
+    assert_eq!(r.body["outcome"], "canceled");
+    assert_eq!(r.body["ended_reason"], "canceled");
+    assert!(r.body["dialed_at"].is_null(), "{}", r.text);
+    let events = r.body["events"].as_array().unwrap();
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["queued", "ended"]);
+    assert_eq!(
+        events[1]["detail"],
+        "canceled through the API before it was dialled"
+    );
+    // The answer is what the calls API shows from now on.
+    let stored = app.get(&format!("/api/v1/calls/{}", ids[1]), &key).await;
+    assert_eq!(stored.body, r.body);
+
+    // Its place in the queue is free again.
+    let r = app.trigger(&json!({"phone_number": "+14155550100"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    ids.push(r.body["call_id"].as_str().unwrap().to_owned());
+
+    // Canceled already, or dialled: 409 with the run's status.
+    for (id, status) in [(&ids[1], "ended"), (&ids[0], "ended")] {
+        let r = app.post(&cancel(id), &key, &json!({})).await;
+        assert_eq!(r.status, 409, "{}", r.text);
+        assert_eq!(r.body["code"], "not_cancelable");
+        assert_eq!(r.body["status"], status);
+    }
+    // Unknown, malformed, or another organisation's: not found.
+    let other = app.add_tenant("Globex").await;
+    for (id, k) in [
+        (ids[2].as_str(), other.api_key.as_str()),
+        ("5b0d3a56-1b2c-4d5e-8f90-123456789abc", key.as_str()),
+        ("not-a-uuid", key.as_str()),
+    ] {
+        assert_problem(
+            &app.post(&cancel(id), k, &json!({})).await,
+            404,
+            "call_not_found",
+            "Call not found",
+        );
+    }
+    // A key scoped to other agents may not cancel this agent's calls.
+    let scoped = app
+        .post(
+            "/api/v1/user/api-keys",
+            &key,
+            &json!({"name": "other agent", "scopes": {"agents": [999]}}),
+        )
+        .await;
+    let scoped = scoped.body["api_key"].as_str().unwrap().to_owned();
+    let r = app.post(&cancel(&ids[2]), &scoped, &json!({})).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("forbidden_scope"))
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/calls/{}", ids[2]), &key)
+            .await
+            .body["status"],
+        "queued"
+    );
+
+    // The queue moves on without the canceled call.
+    set_calls_per_second(&app, 100.0).await;
+    for id in [&ids[2], &ids[3]] {
+        assert_eq!(app.wait_for_end(&key, id).await["outcome"], "completed");
+    }
+    let canceled = app.get(&format!("/api/v1/calls/{}", ids[1]), &key).await;
+    assert_eq!(
+        canceled.body, stored.body,
+        "a canceled call is never dialled"
+    );
 }

@@ -1,7 +1,7 @@
 //! Small helpers shared by the test modules: problem assertions and the few management calls
 //! almost every module needs.
 
-use callgate_testkit::{Resp, TestApp, definition_with_trigger};
+use callgate_testkit::{Options, Resp, TestApp, definition_with_trigger};
 use serde_json::{Value, json};
 
 /// The answer is RFC 9457 problem JSON with this status, `code` and (when not empty) `detail`.
@@ -112,4 +112,40 @@ pub async fn assert_dial_refused(app: &TestApp, r: &Resp) -> Value {
         .await;
     assert_eq!(run["outcome"], "failed");
     run
+}
+
+/// An app whose configuration dials 0.01 calls per second, and three calls triggered on it:
+/// the first was dialled and has ended; the next slot is 100 s away, so the other two wait in
+/// the queue (the dispatcher learns that from its claim and stops asking until the rate changes).
+pub async fn three_calls_behind_a_slow_rate() -> (TestApp, Vec<String>) {
+    let app = TestApp::spawn_with(Options {
+        simulator: json!({"ring_ms": 5, "talk_ms": 5}),
+        calls_per_second: 0.01,
+        ..Options::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = app.trigger(&json!({"phone_number": "+14155550100"})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(r.body["call_id"].as_str().unwrap().to_owned());
+    }
+    app.wait_for_end(&app.tenant.api_key, &ids[0]).await;
+    (app, ids)
+}
+
+/// Sets the default tenant's configuration's `calls_per_second`; returns the configuration.
+pub async fn set_calls_per_second(app: &TestApp, cps: f64) -> Value {
+    let put = app
+        .put(
+            &format!(
+                "/api/v1/organizations/telephony-configs/{}",
+                app.tenant.config_id
+            ),
+            &app.tenant.api_key,
+            &json!({ "calls_per_second": cps }),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    put.body
 }

@@ -474,3 +474,201 @@ pub async fn a_nodes_last_heartbeat_reads_back(store: Arc<dyn Store>) {
     assert_eq!(seen("node-b").await, at(11));
     assert_eq!(seen("node-c").await, None);
 }
+
+pub async fn a_run_not_yet_dialled_is_canceled_once_and_never_claimed(store: Arc<dyn Store>) {
+    let w = world(store.as_ref(), "acme").await;
+    let other = world(store.as_ref(), "globex").await;
+    let claimed = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(1)).await;
+    let queued = run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(2)).await;
+    let scheduled = run(
+        store.as_ref(),
+        &w.agent,
+        &w.config,
+        RunStatus::Scheduled,
+        t(3),
+    )
+    .await;
+    assert_eq!(
+        ids(&store
+            .claim_runs(w.config.id, 1, "node-a", t(10))
+            .await
+            .unwrap()),
+        vec![claimed.id]
+    );
+
+    let Cancel::Canceled {
+        run: canceled,
+        was: RunStatus::Queued,
+    } = store
+        .cancel_run(w.tn.org.id, queued.call_id, t(20))
+        .await
+        .unwrap()
+    else {
+        panic!("a queued run is cancelable");
+    };
+    assert_eq!(canceled.id, queued.id);
+    assert_eq!(canceled.status, RunStatus::Ended);
+    assert_eq!(canceled.outcome, Some(Outcome::Canceled));
+    assert_eq!(canceled.ended_reason.as_deref(), Some(CANCELED_REASON));
+    assert_eq!(
+        canceled.ended_at.map(|t| t.as_microsecond()),
+        Some(t(20).as_microsecond())
+    );
+    assert_eq!(canceled.dialed_at, None);
+    let last = canceled.events.last().unwrap();
+    assert_eq!(
+        (
+            last.status,
+            last.at.as_microsecond(),
+            last.attempt,
+            last.detail.as_deref()
+        ),
+        (
+            RunStatus::Ended,
+            t(20).as_microsecond(),
+            1,
+            Some(CANCELED_DETAIL)
+        )
+    );
+    assert_eq!(canceled.events.len(), queued.events.len() + 1);
+    // What the answer shows is what is stored.
+    assert_eq!(
+        store.get_run(w.tn.org.id, queued.id).await.unwrap(),
+        canceled
+    );
+
+    let Cancel::Canceled {
+        run: from_schedule,
+        was: RunStatus::Scheduled,
+    } = store
+        .cancel_run(w.tn.org.id, scheduled.call_id, t(21))
+        .await
+        .unwrap()
+    else {
+        panic!("a scheduled run is cancelable");
+    };
+    assert_eq!(from_schedule.outcome, Some(Outcome::Canceled));
+
+    // Once dialling began, or once ended, nothing changes.
+    assert_eq!(
+        store
+            .cancel_run(w.tn.org.id, queued.call_id, t(22))
+            .await
+            .unwrap(),
+        Cancel::NotCancelable(canceled.clone())
+    );
+    let Cancel::NotCancelable(dialing) = store
+        .cancel_run(w.tn.org.id, claimed.call_id, t(22))
+        .await
+        .unwrap()
+    else {
+        panic!("a claimed run is not cancelable");
+    };
+    assert_eq!(
+        (dialing.id, dialing.status),
+        (claimed.id, RunStatus::Dialing)
+    );
+
+    // Another organisation's run, or an unknown id, is not found.
+    assert!(matches!(
+        store
+            .cancel_run(other.tn.org.id, claimed.call_id, t(23))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .cancel_run(w.tn.org.id, uuid::Uuid::new_v4(), t(23))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // A canceled run is never claimed, and no longer counts as waiting.
+    assert!(
+        store
+            .claim_runs(w.config.id, 10, "node-a", t(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let waiting: i64 = store
+        .queue_counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|q| matches!(q.status, RunStatus::Queued | RunStatus::Scheduled))
+        .map(|q| q.count)
+        .sum();
+    assert_eq!(waiting, 0);
+}
+
+pub async fn cancels_racing_claims_never_share_a_run(store: Arc<dyn Store>) {
+    let w = world(store.as_ref(), "acme").await;
+    let mut queued = Vec::new();
+    for i in 0..40 {
+        queued.push(run(store.as_ref(), &w.agent, &w.config, RunStatus::Queued, t(i)).await);
+    }
+    let claimer = {
+        let store = store.clone();
+        let config = w.config.id;
+        tokio::spawn(async move {
+            let mut claimed = HashSet::new();
+            loop {
+                let batch = store.claim_runs(config, 2, "node-a", t(60)).await.unwrap();
+                if batch.is_empty() {
+                    return claimed;
+                }
+                claimed.extend(batch.into_iter().map(|c| c.id));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    // Newest first, so the cancels meet the claims (oldest first) in the middle.
+    let mut canceled = HashSet::new();
+    let mut refused = HashSet::new();
+    for r in queued.iter().rev() {
+        match store
+            .cancel_run(w.tn.org.id, r.call_id, t(61))
+            .await
+            .unwrap()
+        {
+            Cancel::Canceled { run, was } => {
+                assert_eq!(
+                    (run.outcome, was),
+                    (Some(Outcome::Canceled), RunStatus::Queued)
+                );
+                canceled.insert(r.id);
+            }
+            Cancel::NotCancelable(run) => {
+                assert_eq!(run.status, RunStatus::Dialing, "run {}", r.id);
+                refused.insert(r.id);
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    let claimed = claimer.await.unwrap();
+    assert!(
+        claimed.is_disjoint(&canceled),
+        "a run was both claimed and canceled"
+    );
+    assert_eq!(
+        claimed, refused,
+        "a cancel was refused only for a claimed run"
+    );
+    assert_eq!(claimed.len() + canceled.len(), queued.len());
+    for r in &queued {
+        let stored = store.get_run(w.tn.org.id, r.id).await.unwrap();
+        let expected = if canceled.contains(&r.id) {
+            RunStatus::Ended
+        } else {
+            RunStatus::Dialing
+        };
+        assert_eq!(stored.status, expected, "run {}", r.id);
+        assert_eq!(
+            stored.events.len(),
+            2,
+            "one entry after queued, run {}",
+            r.id
+        );
+    }
+}
