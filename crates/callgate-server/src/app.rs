@@ -49,6 +49,8 @@ pub struct AppState {
     /// Provider clients by configuration, with the sealed credentials they were built from
     /// (a changed configuration gets a new client).
     pub providers: Mutex<HashMap<ConfigId, CachedProvider>>,
+    /// The calls this process's simulators play (how a hangup reaches one).
+    pub simulated: Arc<callgate_telephony::simulator::Playing>,
 }
 
 /// A provider client and the sealed credentials it was built from.
@@ -161,6 +163,7 @@ impl App {
             accepting: AtomicBool::new(true),
             dials_in_flight: AtomicUsize::new(0),
             providers: Mutex::new(HashMap::new()),
+            simulated: Arc::default(),
         });
         // Before the node says it listens: a start refused here is an error and an exit.
         if state.config.run_worker {

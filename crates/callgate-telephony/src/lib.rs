@@ -65,22 +65,44 @@ pub enum DialError {
     Rejected(String),
 }
 
+/// `ended_reason` of a call ended through the hangup API.
+pub const HANGUP_REASON: &str = "api_hangup";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HangupError {
+    /// The provider does not have this call live (it just ended, or another process's
+    /// simulator plays it).
+    #[error("{0}")]
+    NotLive(String),
+    /// Worth retrying (timeouts, 5xx, 429).
+    #[error("transient provider error: {0}")]
+    Transient(String),
+}
+
 #[async_trait]
 pub trait Telephony: Send + Sync {
     async fn dial(&self, req: DialRequest) -> Result<Dialed, DialError>;
+    /// Asks the provider to end a call it placed. The end arrives later, as the provider's own
+    /// `Ended` event, like any other end of a call.
+    async fn hangup(&self, provider_call_id: &str) -> Result<(), HangupError>;
 }
 
 /// Builds the dialler of a configuration from its (decrypted) credentials.
+/// `simulated` is the process's register of the calls its simulators play, shared by every
+/// simulator configuration (and every rebuild of one after a credentials change).
 pub fn build(
     provider: &str,
     credentials: &serde_json::Value,
     clock: Arc<dyn callgate_domain::clock::Clock>,
     sink: EventSink,
+    simulated: Arc<simulator::Playing>,
 ) -> Result<Arc<dyn Telephony>, String> {
     match provider {
         "simulator" => {
             let settings = simulator::Settings::from_credentials(credentials)?;
-            Ok(Arc::new(simulator::Simulator::new(settings, clock, sink)))
+            Ok(Arc::new(simulator::Simulator::new(
+                settings, clock, sink, simulated,
+            )))
         }
         other => Err(format!(
             "dialling through '{other}' is not available in this build yet"

@@ -1,14 +1,46 @@
 //! The built-in simulator (SPEC §7.1): plays ringing → answered → ended, or busy / no answer /
 //! failed / voicemail by its rules, through the same events a carrier's callbacks produce.
 
-use crate::{DialError, DialRequest, Dialed, EventSink, ProviderEvent, Telephony};
+use crate::{
+    DialError, DialRequest, Dialed, EventSink, HANGUP_REASON, HangupError, ProviderEvent, Telephony,
+};
 use async_trait::async_trait;
 use callgate_domain::clock::Clock;
 use callgate_domain::lifecycle::{CallSignal, Outcome};
 use callgate_store::{RunUpdate, TranscriptEntry};
 use serde::Deserialize;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The calls this process's simulators are playing, by provider call id: how a hangup request
+/// reaches the task that plays the call.
+#[derive(Default)]
+pub struct Playing(Mutex<HashMap<String, oneshot::Sender<()>>>);
+
+impl Playing {
+    fn start(&self, provider_call_id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(provider_call_id.to_owned(), tx);
+        }
+        rx
+    }
+
+    fn stop(&self, provider_call_id: &str) -> Option<oneshot::Sender<()>> {
+        self.0.lock().ok()?.remove(provider_call_id)
+    }
+
+    /// How many calls are playing.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,14 +117,21 @@ pub struct Simulator {
     settings: Settings,
     clock: Arc<dyn Clock>,
     sink: EventSink,
+    playing: Arc<Playing>,
 }
 
 impl Simulator {
-    pub fn new(settings: Settings, clock: Arc<dyn Clock>, sink: EventSink) -> Self {
+    pub fn new(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        sink: EventSink,
+        playing: Arc<Playing>,
+    ) -> Self {
         Self {
             settings,
             clock,
             sink,
+            playing,
         }
     }
 }
@@ -100,7 +139,7 @@ impl Simulator {
 #[async_trait]
 impl Telephony for Simulator {
     async fn dial(&self, req: DialRequest) -> Result<Dialed, DialError> {
-        let provider_call_id = format!("SIM-{}", req.call_id.simple());
+        let provider_call_id = play_id(&req.call_id);
         let (outcome, talk_ms) = self.settings.plan(&req.to);
         if outcome == SimOutcome::Rejected {
             return Err(DialError::Rejected(format!(
@@ -108,6 +147,7 @@ impl Telephony for Simulator {
                 req.to
             )));
         }
+        let hangup = self.playing.start(&provider_call_id);
         let play = Play {
             run_id: req.run_id,
             provider_call_id: provider_call_id.clone(),
@@ -118,12 +158,31 @@ impl Telephony for Simulator {
             clock: self.clock.clone(),
             sink: self.sink.clone(),
         };
-        tokio::spawn(play.run());
+        let playing = self.playing.clone();
+        tokio::spawn(async move {
+            play.run(hangup).await;
+            playing.stop(&play_id(&req.call_id));
+        });
         Ok(Dialed {
             provider_call_id,
             id_in_events: true,
         })
     }
+
+    async fn hangup(&self, provider_call_id: &str) -> Result<(), HangupError> {
+        // A send fails only if the call just finished playing.
+        match self.playing.stop(provider_call_id).map(|tx| tx.send(())) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(HangupError::NotLive(format!(
+                "the simulator of this node is not playing call {provider_call_id}"
+            ))),
+        }
+    }
+}
+
+/// The provider call id the simulator gives the call of a run.
+fn play_id(call_id: &uuid::Uuid) -> String {
+    format!("SIM-{}", call_id.simple())
 }
 
 /// One simulated call, played out on its own task.
@@ -162,9 +221,14 @@ impl Play {
         );
     }
 
-    async fn run(self) {
+    async fn run(self, hangup: oneshot::Receiver<()>) {
+        let mut hangup = Some(hangup);
         self.send(CallSignal::Ringing, "ringing", |_| {});
-        tokio::time::sleep(self.ring).await;
+        if hung_up_within(self.ring, &mut hangup).await {
+            // Ended before anyone answered: what a carrier reports as canceled.
+            self.end(Outcome::Canceled, HANGUP_REASON, "canceled", |_| {});
+            return;
+        }
         match self.outcome {
             SimOutcome::Busy => self.end(Outcome::Busy, "busy", "busy", |_| {}),
             SimOutcome::NoAnswer => self.end(Outcome::NoAnswer, "no_answer", "no-answer", |_| {}),
@@ -182,9 +246,10 @@ impl Play {
                     |_| {},
                 );
                 let started = self.clock.now();
-                tokio::time::sleep(self.talk).await;
+                let cut = hung_up_within(self.talk, &mut hangup).await;
                 let greeting = self.greeting.clone();
-                self.end(Outcome::Voicemail, "voicemail", "completed", |u| {
+                let reason = if cut { HANGUP_REASON } else { "voicemail" };
+                self.end(Outcome::Voicemail, reason, "completed", |u| {
                     u.transcript = Some(vec![TranscriptEntry {
                         role: "agent".into(),
                         text: greeting,
@@ -201,9 +266,20 @@ impl Play {
                     |_| {},
                 );
                 let started = self.clock.now();
-                tokio::time::sleep(self.talk).await;
+                let cut = hung_up_within(self.talk, &mut hangup).await;
                 let now = self.clock.now();
                 let greeting = self.greeting.clone();
+                if cut {
+                    // Only the greeting was said before the line went down.
+                    self.end(Outcome::Completed, HANGUP_REASON, "completed", |u| {
+                        u.transcript = Some(vec![TranscriptEntry {
+                            role: "agent".into(),
+                            text: greeting,
+                            at: started,
+                        }]);
+                    });
+                    return;
+                }
                 self.end(Outcome::Completed, "agent_hangup", "completed", |u| {
                     u.transcript = Some(vec![
                         TranscriptEntry {
@@ -225,6 +301,28 @@ impl Play {
                     u.extracted = Some(serde_json::json!({ "confirmed": true }));
                 });
             }
+        }
+    }
+}
+
+/// Waits `d`; true as soon as a hangup is asked for instead. The request is heard once: a
+/// register entry dropped without a request (never expected) leaves the call to play out.
+async fn hung_up_within(d: Duration, hangup: &mut Option<oneshot::Receiver<()>>) -> bool {
+    let Some(rx) = hangup.as_mut() else {
+        tokio::time::sleep(d).await;
+        return false;
+    };
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    tokio::select! {
+        _ = &mut sleep => false,
+        asked = rx => {
+            *hangup = None;
+            if asked.is_ok() {
+                return true;
+            }
+            sleep.await;
+            false
         }
     }
 }

@@ -7,17 +7,19 @@ use crate::http::problem::{ApiError, ApiResult, store_error};
 use crate::http::schemas as doc;
 use crate::views;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use callgate_domain::lifecycle::{Outcome, RunStatus};
-use callgate_store::{Cancel, Run, RunFilter};
+use callgate_store::{ApiKey, Cancel, Run, RunFilter};
+use callgate_telephony::HangupError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// OpenAPI description of these routes, merged into `crate::http::openapi::ApiDoc`.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, one, cancel, dograh_list, dograh_one))]
+#[openapi(paths(list, one, cancel, hangup, dograh_list, dograh_one))]
 pub(crate) struct Docs;
 
 pub fn router() -> Router<SharedState> {
@@ -25,6 +27,7 @@ pub fn router() -> Router<SharedState> {
         .route("/api/v1/calls", get(list))
         .route("/api/v1/calls/{call_id}", get(one))
         .route("/api/v1/calls/{call_id}/cancel", post(cancel))
+        .route("/api/v1/calls/{call_id}/hangup", post(hangup))
         .route("/api/v1/workflow/{workflow_id}/runs", get(dograh_list))
         .route(
             "/api/v1/workflow/{workflow_id}/runs/{run_id}",
@@ -59,6 +62,19 @@ async fn one(
 ) -> ApiResult<Json<Value>> {
     let run = run_by_call_id(&s, key.org_id, &call_id).await?;
     Ok(Json(views::run_json(&run)))
+}
+
+/// The run with this `call_id`, for a change through `key`: a key limited to some agents or
+/// environments may change only their calls, as it may only place those.
+async fn scoped_run(s: &SharedState, key: &ApiKey, call_id: &str) -> ApiResult<Run> {
+    let run = run_by_call_id(s, key.org_id, call_id).await?;
+    if !key.scopes.allows_agent(run.agent_id) || !key.scopes.allows_env(run.environment) {
+        return Err(ApiError::forbidden(
+            "forbidden_scope",
+            "API key does not have access to this agent",
+        ));
+    }
+    Ok(run)
 }
 
 /// The organisation's run with this `call_id`; `call_not_found` for any other id.
@@ -99,15 +115,7 @@ async fn cancel(
     Auth(key): Auth,
     Path(call_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    // A key limited to some agents or environments may cancel only their calls, as it may
-    // only place those.
-    let run = run_by_call_id(&s, key.org_id, &call_id).await?;
-    if !key.scopes.allows_agent(run.agent_id) || !key.scopes.allows_env(run.environment) {
-        return Err(ApiError::forbidden(
-            "forbidden_scope",
-            "API key does not have access to this agent",
-        ));
-    }
+    let run = scoped_run(&s, &key, &call_id).await?;
     let now = s.clock.now();
     match s
         .store
@@ -130,6 +138,77 @@ async fn cancel(
             },
         )
         .with_extra("status", json!(run.status.as_str()))),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/calls/{call_id}/hangup",
+    operation_id = "hang_up_call",
+    tag = "Calls",
+    summary = "End a live call",
+    description = "Asks the provider to end a call that is ringing or in progress. The answer \
+        (202) comes once the provider accepted the request; the call ends as the provider \
+        reports it, with `ended_reason` `api_hangup` (outcome `canceled` if nobody had answered, \
+        else as the call went). A call not yet dialled is canceled instead \
+        (`POST /api/v1/calls/{call_id}/cancel`).",
+    params(
+        ("call_id" = String, Path, format = "uuid", description = "The run's `call_id`"),
+    ),
+    responses(
+        (status = 202, description = "The provider is ending the call; the run as it stands (SPEC §4.1)", body = doc::Run),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, description = "`forbidden_scope`: the key's scopes do not cover the run's agent or environment", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`call_not_found`: no run with this `call_id` in the organisation", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_live`: the call is not ringing or in progress (not yet dialled, still being placed, or ended; `status` is the run's), or its provider does not have it live", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 500, response = doc::InternalError),
+        (status = 502, description = "`provider_error`: the provider did not take the request; try again", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 503, response = doc::Unavailable),
+    ),
+    security(("api_key" = []))
+)]
+async fn hangup(
+    State(s): State<SharedState>,
+    Auth(key): Auth,
+    Path(call_id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let run = scoped_run(&s, &key, &call_id).await?;
+    let not_live = |detail: &str, run: &Run| {
+        ApiError::conflict("not_live", detail).with_extra("status", json!(run.status.as_str()))
+    };
+    let provider_call_id = match (&run.provider_call_id, run.status) {
+        (Some(id), RunStatus::Dialing | RunStatus::Ringing | RunStatus::InProgress) => id,
+        (None, RunStatus::Dialing) => {
+            return Err(not_live(
+                "The provider has not placed the call yet; try again in a moment",
+                &run,
+            ));
+        }
+        (_, RunStatus::Scheduled | RunStatus::Queued) => {
+            return Err(not_live(
+                "The call has not been dialled; cancel it instead",
+                &run,
+            ));
+        }
+        _ => return Err(not_live("The call already ended", &run)),
+    };
+    let cfg = s
+        .catalog
+        .config_any(run.config_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let provider = crate::worker::dispatcher::provider_for(&s, &cfg).map_err(ApiError::internal)?;
+    match provider.hangup(provider_call_id).await {
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(views::run_json(&run)))),
+        Err(HangupError::NotLive(why)) => Err(not_live(
+            &format!("The provider does not have the call live: {why}"),
+            &run,
+        )),
+        Err(HangupError::Transient(why)) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            format!("The provider did not take the hangup request: {why}"),
+        )),
     }
 }
 

@@ -273,7 +273,7 @@ pub async fn dial_claimed(state: &Arc<AppState>, run: &callgate_store::Run) {
 
 /// The configuration's provider client, or why there is none. Built once per configuration
 /// and version of its credentials: opening them is not free.
-fn provider_for(
+pub(crate) fn provider_for(
     state: &AppState,
     cfg: &TelephonyConfig,
 ) -> Result<Arc<dyn callgate_telephony::Telephony>, String> {
@@ -304,6 +304,7 @@ fn build_provider(
         &credentials,
         state.clock.clone(),
         state.events.clone(),
+        state.simulated.clone(),
     )
 }
 

@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/calls"),
     ("GET", "/api/v1/calls/{call_id}"),
     ("POST", "/api/v1/calls/{call_id}/cancel"),
+    ("POST", "/api/v1/calls/{call_id}/hangup"),
     ("GET", "/api/v1/workflow/{workflow_id}/runs"),
     ("GET", "/api/v1/workflow/{workflow_id}/runs/{run_id}"),
     ("POST", "/api/v1/workflow/create/definition"),

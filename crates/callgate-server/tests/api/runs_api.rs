@@ -646,3 +646,124 @@ async fn a_queued_call_is_canceled_never_dialled_and_frees_its_queue_place() {
         "a canceled call is never dialled"
     );
 }
+
+/// Triggers a call on the default tenant; its `call_id`.
+async fn place_call(app: &TestApp) -> String {
+    let r = app.trigger(&json!({"phone_number": "+14155550100"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["call_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls the call until it has `status`.
+async fn wait_for_status(app: &TestApp, key: &str, call_id: &str, status: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = app.get(&format!("/api/v1/calls/{call_id}"), key).await;
+        if r.body["status"] == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "call {call_id} never reached {status}: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_live_call_is_hung_up_through_its_provider_ringing_or_answered() {
+    // Calls ring for a minute: the first is hung up while ringing.
+    let app = TestApp::spawn_with(Options {
+        simulator: json!({"ring_ms": 60_000, "talk_ms": 60_000}),
+        ..Options::default()
+    })
+    .await;
+    let key = app.tenant.api_key.clone();
+    let hangup = |id: &str| format!("/api/v1/calls/{id}/hangup");
+    let ringing = place_call(&app).await;
+    wait_for_status(&app, &key, &ringing, "ringing").await;
+    // The configuration changes while that call plays: the next calls are answered at once,
+    // by a simulator built from the new credentials, which must still reach the first call.
+    let put = app
+        .put(
+            &format!(
+                "/api/v1/organizations/telephony-configs/{}",
+                app.tenant.config_id
+            ),
+            &key,
+            &json!({"credentials": {"ring_ms": 10, "talk_ms": 60_000}}),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let answered = place_call(&app).await;
+    wait_for_status(&app, &key, &answered, "in_progress").await;
+
+    let r = app.post(&hangup(&ringing), &key, &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["call_id"], ringing.as_str());
+    let ended = app.wait_for_end(&key, &ringing).await;
+    assert_eq!(ended["outcome"], "canceled", "{ended}");
+    assert_eq!(ended["ended_reason"], "api_hangup");
+    assert!(ended["answered_at"].is_null(), "{ended}");
+
+    let r = app.post(&hangup(&answered), &key, &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["status"], "in_progress");
+    let ended = app.wait_for_end(&key, &answered).await;
+    assert_eq!(ended["outcome"], "completed", "{ended}");
+    assert_eq!(ended["ended_reason"], "api_hangup");
+    // Only the greeting was said; the call lasted what it lasted, not the minute it would have.
+    let transcript = ended["transcript"].as_array().unwrap();
+    assert_eq!(transcript.len(), 1, "{ended}");
+    assert_eq!(transcript[0]["role"], "agent");
+    assert!(ended["duration_seconds"].as_i64().unwrap() <= 10, "{ended}");
+    assert_eq!(app.state.simulated.len(), 0, "no call is left playing");
+
+    // Ended calls, other organisations' and unknown ids.
+    let r = app.post(&hangup(&answered), &key, &json!({})).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        (r.body["code"].as_str(), r.body["status"].as_str()),
+        (Some("not_live"), Some("ended"))
+    );
+    let other = app.add_tenant("Globex").await;
+    assert_problem(
+        &app.post(&hangup(&answered), &other.api_key, &json!({}))
+            .await,
+        404,
+        "call_not_found",
+        "Call not found",
+    );
+}
+
+#[tokio::test]
+async fn a_queued_call_cannot_be_hung_up_only_canceled() {
+    let (app, ids) = three_calls_behind_a_slow_rate().await;
+    let key = app.tenant.api_key.clone();
+    let r = app
+        .post(
+            &format!("/api/v1/calls/{}/hangup", ids[1]),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        (r.body["code"].as_str(), r.body["status"].as_str()),
+        (Some("not_live"), Some("queued"))
+    );
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("cancel"),
+        "{}",
+        r.text
+    );
+    let r = app
+        .post(
+            &format!("/api/v1/calls/{}/cancel", ids[1]),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
