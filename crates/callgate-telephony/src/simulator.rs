@@ -14,22 +14,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// The calls this process's simulators are playing, by provider call id: how a hangup request
-/// reaches the task that plays the call.
+/// The calls this process's simulators are playing, by the run's call id: how a hangup
+/// request reaches the task that plays the call.
 #[derive(Default)]
-pub struct Playing(Mutex<HashMap<String, oneshot::Sender<()>>>);
+pub struct Playing(Mutex<HashMap<uuid::Uuid, oneshot::Sender<()>>>);
 
 impl Playing {
-    fn start(&self, provider_call_id: &str) -> oneshot::Receiver<()> {
+    fn start(&self, call_id: uuid::Uuid) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut m) = self.0.lock() {
-            m.insert(provider_call_id.to_owned(), tx);
+            m.insert(call_id, tx);
         }
         rx
     }
 
-    fn stop(&self, provider_call_id: &str) -> Option<oneshot::Sender<()>> {
-        self.0.lock().ok()?.remove(provider_call_id)
+    fn stop(&self, call_id: &uuid::Uuid) -> Option<oneshot::Sender<()>> {
+        self.0.lock().ok()?.remove(call_id)
     }
 
     /// How many calls are playing.
@@ -147,7 +147,7 @@ impl Telephony for Simulator {
                 req.to
             )));
         }
-        let hangup = self.playing.start(&provider_call_id);
+        let hangup = self.playing.start(req.call_id);
         let play = Play {
             run_id: req.run_id,
             provider_call_id: provider_call_id.clone(),
@@ -161,7 +161,7 @@ impl Telephony for Simulator {
         let playing = self.playing.clone();
         tokio::spawn(async move {
             play.run(hangup).await;
-            playing.stop(&play_id(&req.call_id));
+            playing.stop(&req.call_id);
         });
         Ok(Dialed {
             provider_call_id,
@@ -171,7 +171,8 @@ impl Telephony for Simulator {
 
     async fn hangup(&self, provider_call_id: &str) -> Result<(), HangupError> {
         // A send fails only if the call just finished playing.
-        match self.playing.stop(provider_call_id).map(|tx| tx.send(())) {
+        let playing = call_id_of(provider_call_id).and_then(|id| self.playing.stop(&id));
+        match playing.map(|tx| tx.send(())) {
             Some(Ok(())) => Ok(()),
             _ => Err(HangupError::NotLive(format!(
                 "the simulator of this node is not playing call {provider_call_id}"
@@ -182,8 +183,15 @@ impl Telephony for Simulator {
 
 /// The provider call id the simulator gives the call of a run.
 fn play_id(call_id: &uuid::Uuid) -> String {
-    format!("SIM-{}", call_id.simple())
+    format!("{PLAY_PREFIX}{}", call_id.simple())
 }
+
+/// The run's call id in a provider call id of the simulator.
+fn call_id_of(provider_call_id: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::parse_str(provider_call_id.strip_prefix(PLAY_PREFIX)?).ok()
+}
+
+const PLAY_PREFIX: &str = "SIM-";
 
 /// One simulated call, played out on its own task.
 struct Play {
@@ -346,6 +354,14 @@ mod tests {
         assert_eq!(s.plan("+4930123456"), (SimOutcome::Voicemail, 3));
         assert_eq!(s.plan("+14155550100"), (SimOutcome::Completed, 10));
         assert_eq!(s.ring_ms, 1000);
+    }
+
+    #[test]
+    fn a_provider_call_id_names_its_run() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(call_id_of(&play_id(&id)), Some(id));
+        assert_eq!(call_id_of(&id.to_string()), None);
+        assert_eq!(call_id_of("SIM-not-a-uuid"), None);
     }
 
     #[test]
