@@ -104,7 +104,7 @@ async fn run_by_call_id(s: &SharedState, org: i64, call_id: &str) -> ApiResult<R
         (status = 401, response = doc::Unauthorized),
         (status = 403, description = "`forbidden_scope`: the key's scopes do not cover the run's agent or environment", body = doc::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`call_not_found`: no run with this `call_id` in the organisation", body = doc::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`not_cancelable`: dialling began, or the run already ended; `status` is the run's", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_cancelable`: dialling began, or the run already ended; `call_status` is the run's", body = doc::Problem, content_type = "application/problem+json"),
         (status = 500, response = doc::InternalError),
         (status = 503, response = doc::Unavailable),
     ),
@@ -137,7 +137,7 @@ async fn cancel(
                 _ => "The call can no longer be canceled: dialling began",
             },
         )
-        .with_extra("status", json!(run.status.as_str()))),
+        .with_extra("call_status", json!(run.status.as_str()))),
     }
 }
 
@@ -160,7 +160,7 @@ async fn cancel(
         (status = 401, response = doc::Unauthorized),
         (status = 403, description = "`forbidden_scope`: the key's scopes do not cover the run's agent or environment", body = doc::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`call_not_found`: no run with this `call_id` in the organisation", body = doc::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`not_live`: the call is not ringing or in progress (not yet dialled, still being placed, or ended; `status` is the run's), or its provider does not have it live", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not_live`: the call is not ringing or in progress (not yet dialled, still being placed, or ended; `call_status` is the run's), or its provider does not have it live", body = doc::Problem, content_type = "application/problem+json"),
         (status = 500, response = doc::InternalError),
         (status = 502, description = "`provider_error`: the provider did not take the request; try again", body = doc::Problem, content_type = "application/problem+json"),
         (status = 503, response = doc::Unavailable),
@@ -174,7 +174,7 @@ async fn hangup(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = scoped_run(&s, &key, &call_id).await?;
     let not_live = |detail: &str, run: &Run| {
-        ApiError::conflict("not_live", detail).with_extra("status", json!(run.status.as_str()))
+        ApiError::conflict("not_live", detail).with_extra("call_status", json!(run.status.as_str()))
     };
     let provider_call_id = match (&run.provider_call_id, run.status) {
         (Some(id), RunStatus::Dialing | RunStatus::Ringing | RunStatus::InProgress) => id,

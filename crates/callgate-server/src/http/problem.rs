@@ -56,7 +56,13 @@ impl ApiError {
         self
     }
 
+    /// Adds a member beside the problem's own, which it must not repeat: a JSON object with a
+    /// key twice is read differently by different clients.
     pub fn with_extra(mut self, key: &str, value: Value) -> Self {
+        debug_assert!(
+            !["type", "title", "status", "detail", "code"].contains(&key),
+            "problem member {key} set twice"
+        );
         self.extra
             .get_or_insert_with(Box::default)
             .insert(key.to_owned(), value);

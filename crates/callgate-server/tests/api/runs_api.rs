@@ -598,7 +598,8 @@ async fn a_queued_call_is_canceled_never_dialled_and_frees_its_queue_place() {
         let r = app.post(&cancel(id), &key, &json!({})).await;
         assert_eq!(r.status, 409, "{}", r.text);
         assert_eq!(r.body["code"], "not_cancelable");
-        assert_eq!(r.body["status"], status);
+        assert_eq!(r.body["status"], 409);
+        assert_eq!(r.body["call_status"], status);
     }
     // Unknown, malformed, or another organisation's: not found.
     let other = app.add_tenant("Globex").await;
@@ -724,7 +725,7 @@ async fn a_live_call_is_hung_up_through_its_provider_ringing_or_answered() {
     let r = app.post(&hangup(&answered), &key, &json!({})).await;
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(
-        (r.body["code"].as_str(), r.body["status"].as_str()),
+        (r.body["code"].as_str(), r.body["call_status"].as_str()),
         (Some("not_live"), Some("ended"))
     );
     let other = app.add_tenant("Globex").await;
@@ -750,7 +751,7 @@ async fn a_queued_call_cannot_be_hung_up_only_canceled() {
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(
-        (r.body["code"].as_str(), r.body["status"].as_str()),
+        (r.body["code"].as_str(), r.body["call_status"].as_str()),
         (Some("not_live"), Some("queued"))
     );
     assert!(
