@@ -276,25 +276,16 @@ impl Play {
                 let started = self.clock.now();
                 let cut = hung_up_within(self.talk, &mut hangup).await;
                 let now = self.clock.now();
-                let greeting = self.greeting.clone();
-                if cut {
-                    // Only the greeting was said before the line went down.
-                    self.end(Outcome::Completed, HANGUP_REASON, "completed", |u| {
-                        u.transcript = Some(vec![TranscriptEntry {
-                            role: "agent".into(),
-                            text: greeting,
-                            at: started,
-                        }]);
-                    });
-                    return;
-                }
-                self.end(Outcome::Completed, "agent_hangup", "completed", |u| {
-                    u.transcript = Some(vec![
-                        TranscriptEntry {
-                            role: "agent".into(),
-                            text: greeting,
-                            at: started,
-                        },
+                let mut transcript = vec![TranscriptEntry {
+                    role: "agent".into(),
+                    text: self.greeting.clone(),
+                    at: started,
+                }];
+                // Hung up: only the greeting was said before the line went down.
+                let reason = if cut {
+                    HANGUP_REASON
+                } else {
+                    transcript.extend([
                         TranscriptEntry {
                             role: "user".into(),
                             text: "Yes, that works for me.".into(),
@@ -306,7 +297,13 @@ impl Play {
                             at: now,
                         },
                     ]);
-                    u.extracted = Some(serde_json::json!({ "confirmed": true }));
+                    "agent_hangup"
+                };
+                self.end(Outcome::Completed, reason, "completed", |u| {
+                    u.transcript = Some(transcript);
+                    if !cut {
+                        u.extracted = Some(serde_json::json!({ "confirmed": true }));
+                    }
                 });
             }
         }

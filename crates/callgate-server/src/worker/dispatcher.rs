@@ -394,9 +394,7 @@ pub const NODE_STALE: Duration = Duration::from_secs(10);
 /// request may have left is never dialled again blindly (SPEC §8.3): it ends as `failed` with
 /// `dial_unknown` (or `provider_timeout` once the call was ringing or answered).
 pub async fn reap_orphans(state: &AppState) {
-    let stale_before = state.clock.now()
-        - jiff::SignedDuration::try_from(NODE_STALE).unwrap_or(jiff::SignedDuration::ZERO);
-    let orphans = match state.store.orphaned_runs(stale_before).await {
+    let orphans = match state.store.orphaned_runs(stale_before(state)).await {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list orphaned runs");
@@ -404,6 +402,12 @@ pub async fn reap_orphans(state: &AppState) {
         }
     };
     settle_orphans(state, orphans);
+}
+
+/// A node last heard from before this instant counts as stopped.
+fn stale_before(state: &AppState) -> jiff::Timestamp {
+    state.clock.now()
+        - jiff::SignedDuration::try_from(NODE_STALE).unwrap_or(jiff::SignedDuration::ZERO)
 }
 
 /// How often a running node heartbeats (the maintenance loop's tick).
@@ -429,11 +433,8 @@ pub async fn take_node_id(state: &AppState) -> Result<(), String> {
             .map_err(|e| format!("cannot read the heartbeat of node id {id}: {e}"))
     };
     let seen = read().await?;
-    let recent = seen.is_some_and(|t| {
-        state.clock.now().duration_since(t)
-            < jiff::SignedDuration::try_from(NODE_STALE).unwrap_or(jiff::SignedDuration::ZERO)
-    });
-    if recent {
+    // Not stale by the reaper's measure: the id may belong to a running process.
+    if seen.is_some_and(|t| t >= stale_before(state)) {
         tokio::time::sleep(HEARTBEAT * 5 / 2).await;
         if read().await? != seen {
             return Err(format!(
